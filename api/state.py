@@ -1,0 +1,34 @@
+"""What the API's lifespan owns, and the dependency aliases that hand it to routes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from devices.catalog import Catalog
+from ioc.settings import Settings
+from store.pool import Conn, Pool
+
+
+@dataclass(frozen=True, slots=True)
+class AppState:
+    settings: Settings
+    pool: Pool
+    catalog: Catalog
+
+
+def get_state(request: Request) -> AppState:
+    state: AppState = request.app.state.ioc
+    return state
+
+
+def get_conn(state: Annotated[AppState, Depends(get_state)]) -> Iterator[Conn]:
+    with state.pool.connection() as conn:
+        yield conn
+
+
+StateDep = Annotated[AppState, Depends(get_state)]
+ConnDep = Annotated[Conn, Depends(get_conn)]

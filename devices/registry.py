@@ -1,0 +1,122 @@
+"""The device registry: device types and provinces synced from the catalog data, and the devices themselves."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+from devices.catalog import Catalog
+from devices.provinces import Province
+from ioc.errors import IocError, UnknownDevice
+from store.pool import Conn
+
+DEVICE_COLUMNS = "device_id, type_code, province, sector, name, status, created_at"
+
+
+class RegistryError(IocError):
+    """A registry change that the data does not allow (unknown type or province, duplicate id)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    device_id: str
+    type_code: str
+    province: str
+    sector: str
+    name: str
+    status: str
+    created_at: datetime
+
+    @property
+    def active(self) -> bool:
+        return self.status == "active"
+
+
+def sync_catalog(conn: Conn, catalog: Catalog) -> int:
+    """Upsert every device type of the catalog; returns how many rows changed."""
+    changed = 0
+    for dtype in catalog.types.values():
+        spec = json.dumps(
+            {
+                "description": dtype.description,
+                "metrics": [asdict(m) for m in dtype.metrics],
+                "rules": [asdict(r) for r in dtype.rules],
+            },
+            sort_keys=True,
+        )
+        cur = conn.execute(
+            "INSERT INTO device_types (code, name, sector, report_interval_s, spec) VALUES (%s, %s, %s, %s, %s) "
+            "ON CONFLICT (code) DO UPDATE SET name = excluded.name, sector = excluded.sector, "
+            "report_interval_s = excluded.report_interval_s, spec = excluded.spec, updated_at = now() "
+            "WHERE (device_types.name, device_types.sector, device_types.report_interval_s, device_types.spec) "
+            "IS DISTINCT FROM (excluded.name, excluded.sector, excluded.report_interval_s, excluded.spec)",
+            (dtype.code, dtype.name, dtype.sector, dtype.report_interval_s, spec),
+        )
+        changed += cur.rowcount
+    return changed
+
+
+def sync_provinces(conn: Conn, provinces: Iterable[Province]) -> int:
+    changed = 0
+    for p in provinces:
+        cur = conn.execute(
+            "INSERT INTO provinces (code, name, name_ascii, kind, merged_from) VALUES (%s, %s, %s, %s, %s) "
+            "ON CONFLICT (code) DO UPDATE SET name = excluded.name, name_ascii = excluded.name_ascii, "
+            "kind = excluded.kind, merged_from = excluded.merged_from "
+            "WHERE (provinces.name, provinces.name_ascii, provinces.kind, provinces.merged_from) "
+            "IS DISTINCT FROM (excluded.name, excluded.name_ascii, excluded.kind, excluded.merged_from)",
+            (p.code, p.name, p.name_ascii, p.kind, list(p.merged_from)),
+        )
+        changed += cur.rowcount
+    return changed
+
+
+def _record(row: Sequence[object]) -> DeviceRecord:
+    return DeviceRecord(*row)  # type: ignore[arg-type]
+
+
+def create_device(
+    conn: Conn, *, device_id: str, type_code: str, province: str, catalog: Catalog, name: str = ""
+) -> DeviceRecord:
+    """Register one device; its sector comes from its type."""
+    dtype = catalog.get(type_code)
+    if dtype is None:
+        raise RegistryError(f"unknown device type {type_code!r}")
+    if conn.execute("SELECT 1 FROM provinces WHERE code = %s", (province,)).fetchone() is None:
+        raise RegistryError(f"unknown province {province!r}")
+    row = conn.execute(
+        f"INSERT INTO devices (device_id, type_code, province, sector, name) VALUES (%s, %s, %s, %s, %s) "
+        f"ON CONFLICT (device_id) DO NOTHING RETURNING {DEVICE_COLUMNS}",
+        (device_id, type_code, province, dtype.sector, name),
+    ).fetchone()
+    if row is None:
+        raise RegistryError(f"device {device_id!r} already exists")
+    return _record(row)
+
+
+def get_device(conn: Conn, device_id: str) -> DeviceRecord:
+    row = conn.execute(f"SELECT {DEVICE_COLUMNS} FROM devices WHERE device_id = %s", (device_id,)).fetchone()
+    if row is None:
+        raise UnknownDevice(device_id)
+    return _record(row)
+
+
+def lookup_devices(conn: Conn, device_ids: Sequence[str]) -> dict[str, DeviceRecord]:
+    """The registered devices among `device_ids` (missing ids are simply absent)."""
+    rows = conn.execute(
+        f"SELECT {DEVICE_COLUMNS} FROM devices WHERE device_id = ANY(%s)", (list(device_ids),)
+    ).fetchall()
+    return {r[0]: _record(r) for r in rows}
+
+
+def list_devices(
+    conn: Conn, *, province: str | None = None, sector: str | None = None, limit: int = 1000, offset: int = 0
+) -> list[DeviceRecord]:
+    rows = conn.execute(
+        f"SELECT {DEVICE_COLUMNS} FROM devices WHERE (%s::text IS NULL OR province = %s) "
+        "AND (%s::text IS NULL OR sector = %s) ORDER BY device_id LIMIT %s OFFSET %s",
+        (province, province, sector, sector, limit, offset),
+    ).fetchall()
+    return [_record(r) for r in rows]

@@ -1,0 +1,59 @@
+"""Validation of decoded telemetry against the device's registry entry and type: pure, no I/O."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+
+from devices.catalog import DeviceType
+from devices.registry import DeviceRecord
+from ioc.errors import ValidationError
+from protocol.telemetry import Telemetry
+from protocol.topics import TopicAddress
+from store.readings import QUALITY_GOOD, QUALITY_OUT_OF_RANGE, ReadingRow
+
+# Devices are provisioned before they report; a day covers clocks set by hand and provisioning lag.
+HISTORY_SLACK = timedelta(days=1)
+
+
+def to_rows(
+    *,
+    address: TopicAddress,
+    telemetry: Telemetry,
+    device: DeviceRecord,
+    device_type: DeviceType,
+    now: datetime,
+    max_future: timedelta,
+) -> list[ReadingRow]:
+    """The rows to store for one message; raises ValidationError with a stable reason when the message
+    must be quarantined as a whole. Out-of-range values are kept with a quality flag."""
+    if not device.active:
+        raise ValidationError("device_decommissioned", device.device_id)
+    if address.province != device.province or address.sector != device.sector:
+        raise ValidationError(
+            "topic_mismatch",
+            f"device is registered in {device.province}/{device.sector}, published under "
+            f"{address.province}/{address.sector}",
+        )
+    if telemetry.texts:
+        raise ValidationError("unknown_metric", f"text value for {telemetry.texts[0].metric!r}")
+    latest_allowed = now + max_future
+    earliest_allowed = device.created_at - HISTORY_SLACK
+    rows: list[ReadingRow] = []
+    device_id = device.device_id
+    for reading in telemetry.readings:
+        spec = device_type.metric(reading.metric)
+        if spec is None:
+            raise ValidationError("unknown_metric", f"{reading.metric!r} is not a metric of {device_type.code}")
+        if reading.unit is not None and reading.unit != spec.unit:
+            raise ValidationError("unit_mismatch", f"{reading.metric} in {reading.unit!r}, expected {spec.unit!r}")
+        if reading.ts > latest_allowed:
+            raise ValidationError("timestamp_in_future", reading.ts.isoformat())
+        if reading.ts < earliest_allowed:
+            raise ValidationError("timestamp_before_device", reading.ts.isoformat())
+        value = reading.value
+        if not math.isfinite(value):  # the decoder refuses these; kept as a guard for other decoders
+            raise ValidationError("non_finite_value", reading.metric)
+        quality = QUALITY_GOOD if spec.min <= value <= spec.max else QUALITY_OUT_OF_RANGE
+        rows.append((reading.ts, device_id, reading.metric, value, quality))
+    return rows

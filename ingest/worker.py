@@ -1,0 +1,309 @@
+"""One ingest worker: MQTT shared subscription → decode → validate → batch → COPY → commit → acknowledge.
+
+paho's network thread only decodes and queues (STYLE 4); the calling thread drains the queue in batches, so a
+full queue blocks the network thread and the broker stops sending to this worker (back-pressure). A QoS 1
+message is acknowledged only after the transaction holding its rows (or its quarantine entry) has committed.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import paho.mqtt.client as mqtt
+import psycopg
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from devices.broker import connect, make_client
+from devices.catalog import Catalog
+from devices.registry import DeviceRecord, lookup_devices
+from ingest import metrics
+from ingest.validate import to_rows
+from ioc.errors import DecodeError, ValidationError
+from protocol.broker_url import BrokerAddress
+from protocol.telemetry import Telemetry, decode_telemetry
+from protocol.topics import (
+    TELEMETRY_FILTER,
+    TELEMETRY_SENML_FILTER,
+    TopicAddress,
+    parse_topic,
+    shared_filter,
+)
+from store.pool import Pool, open_pool
+from store.quarantine import QuarantinedMessage, insert_quarantined
+from store.readings import ReadingRow, write_readings
+
+_LOGGER = logging.getLogger(__name__)
+
+UNKNOWN_DEVICE_RECHECK_S = 5.0
+DB_RETRY_MAX_DELAY_S = 5.0
+QUEUE_PUT_TIMEOUT_S = 1.0
+# Backfilled readings are old on purpose; only readings this fresh count toward live latency.
+LIVE_LATENCY_WINDOW_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class IngestConfig:
+    database_url: str
+    broker: BrokerAddress
+    client_id: str
+    group: str = "ioc-ingest"
+    batch_max_rows: int = 5000
+    batch_max_wait_s: float = 0.2
+    queue_max_messages: int = 20000
+    max_payload_bytes: int = 256 * 1024
+    max_future_s: float = 300.0
+
+
+@dataclass(slots=True)
+class _Inbound:
+    """A received message and what decoding made of it."""
+
+    mid: int
+    qos: int
+    generation: int
+    topic: str
+    payload: bytes
+    address: TopicAddress | None = None
+    telemetry: Telemetry | None = None
+    error: DecodeError | None = None
+
+
+@dataclass(slots=True)
+class _Batch:
+    items: list[_Inbound] = field(default_factory=list)
+    readings: int = 0
+
+
+class IngestWorker:
+    """Owns one MQTT client and one database pool; `run(stop)` blocks until `stop` is set."""
+
+    def __init__(self, config: IngestConfig, *, catalog: Catalog) -> None:
+        self._config = config
+        self._catalog = catalog
+        self._queue: queue.Queue[_Inbound] = queue.Queue(maxsize=config.queue_max_messages)
+        self._generation = 0
+        self._connected = threading.Event()
+        self._stop = threading.Event()
+        self._devices: dict[str, DeviceRecord] = {}
+        self._unknown_until: dict[str, float] = {}
+        self._client: mqtt.Client | None = None
+
+    # --- paho callbacks: network thread, no I/O -------------------------------------------------------
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason.is_failure:
+            _LOGGER.warning("broker refused ingest connection: %s", reason)
+            return
+        self._generation += 1
+        group = self._config.group
+        client.subscribe(
+            [(shared_filter(group, TELEMETRY_FILTER), 1), (shared_filter(group, TELEMETRY_SENML_FILTER), 1)]
+        )
+        self._connected.set()
+        _LOGGER.info("ingest %s connected (session present: %s)", self._config.client_id, flags.session_present)
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.DisconnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        self._connected.clear()
+        if not self._stop.is_set():
+            _LOGGER.warning("ingest %s lost the broker: %s", self._config.client_id, reason)
+
+    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        item = _Inbound(
+            mid=message.mid,
+            qos=message.qos,
+            generation=self._generation,
+            topic=message.topic,
+            payload=bytes(message.payload),
+        )
+        content_type = getattr(message.properties, "ContentType", None) if message.properties else None
+        try:
+            item.address = parse_topic(item.topic)
+            item.telemetry = decode_telemetry(
+                item.payload,
+                content_type=content_type,
+                senml_topic=item.address.senml,
+                max_bytes=self._config.max_payload_bytes,
+            )
+        except DecodeError as exc:
+            item.error = exc
+        metrics.MESSAGES.inc()
+        while True:
+            try:
+                self._queue.put(item, timeout=QUEUE_PUT_TIMEOUT_S)
+                break
+            except queue.Full:
+                metrics.BACKPRESSURE.inc()
+                if self._stop.is_set():
+                    return  # not acknowledged: the broker delivers it again
+        metrics.QUEUE_DEPTH.inc()
+
+    # --- the writer: calling thread --------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        self._stop = stop
+        cfg = self._config
+        with open_pool(cfg.database_url, min_size=1, max_size=2, name=f"ingest-{cfg.client_id}") as pool:
+            client = make_client(cfg.broker, client_id=cfg.client_id, manual_ack=True, persistent=True)
+            client.on_connect = self._on_connect
+            client.on_disconnect = self._on_disconnect
+            client.on_message = self._on_message
+            self._client = client
+            connect(client, cfg.broker, persistent=True)
+            client.loop_start()
+            try:
+                while not stop.is_set():
+                    batch = self._collect(stop)
+                    if batch.items:
+                        self._commit(pool, batch, stop)
+            finally:
+                client.disconnect()
+                client.loop_stop()
+                self._client = None
+
+    def wait_connected(self, timeout_s: float) -> bool:
+        return self._connected.wait(timeout_s)
+
+    def _collect(self, stop: threading.Event) -> _Batch:
+        batch = _Batch()
+        try:
+            first = self._queue.get(timeout=0.1)
+        except queue.Empty:
+            return batch
+        deadline = time.monotonic() + self._config.batch_max_wait_s
+        self._add(batch, first)
+        while batch.readings < self._config.batch_max_rows and not stop.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            try:
+                self._add(batch, self._queue.get(timeout=remaining))
+            except queue.Empty:
+                break
+        return batch
+
+    @staticmethod
+    def _add(batch: _Batch, item: _Inbound) -> None:
+        batch.items.append(item)
+        if item.telemetry is not None:
+            batch.readings += len(item.telemetry.readings)
+
+    def _resolve_devices(self, pool: Pool, items: Sequence[_Inbound]) -> None:
+        now = time.monotonic()
+        missing = {
+            it.address.device_id
+            for it in items
+            if it.address is not None
+            and it.address.device_id not in self._devices
+            and self._unknown_until.get(it.address.device_id, 0.0) <= now
+        }
+        if not missing:
+            return
+        with pool.connection() as conn:
+            found = lookup_devices(conn, sorted(missing))
+        self._devices.update(found)
+        for device_id in missing - found.keys():
+            self._unknown_until[device_id] = now + UNKNOWN_DEVICE_RECHECK_S
+
+    def _rows_for(self, it: _Inbound, *, now: datetime, max_future: timedelta) -> list[ReadingRow]:
+        """The rows of one decoded message; raises DecodeError/ValidationError when it must be quarantined."""
+        if it.error is not None:
+            raise it.error
+        if it.address is None or it.telemetry is None:
+            raise DecodeError("bad_topic", it.topic)
+        device = self._devices.get(it.address.device_id)
+        if device is None:
+            raise ValidationError("unknown_device", it.address.device_id)
+        device_type = self._catalog.get(device.type_code)
+        if device_type is None:
+            raise ValidationError("unknown_device_type", device.type_code)
+        return to_rows(
+            address=it.address,
+            telemetry=it.telemetry,
+            device=device,
+            device_type=device_type,
+            now=now,
+            max_future=max_future,
+        )
+
+    def _prepare(self, items: Sequence[_Inbound]) -> tuple[list[ReadingRow], list[QuarantinedMessage]]:
+        rows: list[ReadingRow] = []
+        bad: list[QuarantinedMessage] = []
+        now = datetime.now(UTC)
+        max_future = timedelta(seconds=self._config.max_future_s)
+        for it in items:
+            try:
+                rows.extend(self._rows_for(it, now=now, max_future=max_future))
+            except (DecodeError, ValidationError) as exc:
+                bad.append(
+                    QuarantinedMessage(
+                        topic=it.topic,
+                        device_id=it.address.device_id if it.address is not None else None,
+                        reason=exc.reason,
+                        detail=exc.detail,
+                        payload=it.payload,
+                    )
+                )
+        return rows, bad
+
+    def _commit(self, pool: Pool, batch: _Batch, stop: threading.Event) -> None:
+        """Write the batch until it commits (retrying through database outages), then acknowledge it."""
+        delay = 0.1
+        while True:
+            try:
+                self._resolve_devices(pool, batch.items)
+                rows, bad = self._prepare(batch.items)
+                started = time.monotonic()
+                with pool.connection() as conn:
+                    result = write_readings(conn, rows)
+                    insert_quarantined(conn, bad)
+                break
+            except psycopg.OperationalError as exc:
+                metrics.DB_RETRIES.inc()
+                _LOGGER.warning("batch of %d messages not committed, retrying: %s", len(batch.items), exc)
+                if stop.wait(delay):
+                    return  # shutting down: unacknowledged messages are redelivered to the group
+                delay = min(delay * 2, DB_RETRY_MAX_DELAY_S)
+        committed = time.time()
+        metrics.COMMIT_SECONDS.observe(time.monotonic() - started)
+        metrics.BATCH_ROWS.observe(len(rows))
+        metrics.ROWS.inc(result.inserted)
+        metrics.DUPLICATE_ROWS.inc(result.duplicates)
+        for q in bad:
+            metrics.QUARANTINED.labels(reason=q.reason).inc()
+        for row in rows[:: max(1, len(rows) // 50)]:  # a sample is enough for the latency histogram
+            age = committed - row[0].timestamp()
+            if 0 <= age < LIVE_LATENCY_WINDOW_S:
+                metrics.LATENCY_SECONDS.observe(age)
+        self._acknowledge(batch.items)
+        metrics.QUEUE_DEPTH.dec(len(batch.items))
+
+    def _acknowledge(self, items: Sequence[_Inbound]) -> None:
+        client = self._client
+        if client is None:
+            return
+        generation = self._generation
+        for it in items:
+            # A message from before a reconnect is redelivered by the broker; its old packet id means nothing now.
+            if it.qos > 0 and it.generation == generation:
+                client.ack(it.mid, it.qos)

@@ -1,0 +1,79 @@
+"""Where the center's broker and database are: the configured URLs, or embedded services started for the run."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from devices.catalog import load_catalog
+from devices.provinces import load_provinces
+from devices.registry import sync_catalog, sync_provinces
+from ioc.runtime import EmbeddedMosquitto, EmbeddedPostgres
+from ioc.settings import Settings
+from store.migrate import apply_migrations
+from store.pool import connect
+
+_LOGGER = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceUrls:
+    database_url: str
+    mqtt_url: str
+
+
+@contextlib.contextmanager
+def center_services(settings: Settings) -> Iterator[ServiceUrls]:
+    """The URLs to use; embedded services are started for unset ones and stopped on exit."""
+    with contextlib.ExitStack() as stack:
+        if settings.database_url is not None:
+            database_url = settings.database_url.get_secret_value()
+        else:
+            pg = stack.enter_context(
+                EmbeddedPostgres(settings.runtime_dir / "postgres", port=_sticky_port(settings, "postgres"))
+            )
+            database_url = pg.url
+        if settings.mqtt_url is not None:
+            mqtt_url = settings.mqtt_url.get_secret_value()
+        else:
+            mq = stack.enter_context(
+                EmbeddedMosquitto(settings.runtime_dir / "mosquitto", port=_sticky_port(settings, "mosquitto"))
+            )
+            mqtt_url = mq.url
+        yield ServiceUrls(database_url=database_url, mqtt_url=mqtt_url)
+
+
+def _sticky_port(settings: Settings, service: str) -> int | None:
+    """The port a service used last time, so clients with persistent sessions find it again."""
+    from ioc.runtime import find_free_port
+
+    path = settings.runtime_dir / f"{service}.port"
+    if path.exists():
+        port = int(path.read_text().strip())
+        with contextlib.suppress(OSError):
+            import socket
+
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", port))
+            return port
+    settings.runtime_dir.mkdir(parents=True, exist_ok=True)
+    port = find_free_port()
+    path.write_text(str(port))
+    return port
+
+
+def migrate_database(database_url: str) -> list[str]:
+    """Apply pending migrations and sync the catalog data; returns what changed (empty when up to date)."""
+    changed: list[str] = []
+    with connect(database_url) as conn:
+        changed.extend(apply_migrations(conn))
+        with conn.transaction():
+            types = sync_catalog(conn, load_catalog())
+            provinces = sync_provinces(conn, load_provinces().values())
+        if types:
+            changed.append(f"{types} device types")
+        if provinces:
+            changed.append(f"{provinces} provinces")
+    return changed

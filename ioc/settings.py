@@ -1,0 +1,35 @@
+"""The one Settings object: every knob of ioc, read from `IOC_*` environment variables at entry points."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Configuration of the center. Unset URLs mean: run the embedded broker and database."""
+
+    model_config = SettingsConfigDict(env_prefix="IOC_", env_file=None, extra="ignore")
+
+    database_url: SecretStr | None = Field(
+        default=None, description="PostgreSQL (TimescaleDB) URL; unset = embedded cluster"
+    )
+    mqtt_url: SecretStr | None = Field(
+        default=None, description="MQTT broker URL mqtt://user:pass@host:port; unset = embedded Mosquitto"
+    )
+    runtime_dir: Path = Field(default=REPO_ROOT / ".runtime", description="where the embedded services keep their data")
+    api_host: str = Field(default="127.0.0.1", description="API listen address")
+    api_port: int = Field(default=8000, description="API listen port (0 = pick a free port)")
+    ingest_workers: int = Field(default=1, ge=1, description="ingest processes in the shared subscription")
+    ingest_group: str = Field(default="ioc-ingest", description="MQTT 5 shared-subscription group")
+    batch_max_rows: int = Field(default=5000, ge=1, description="rows per COPY batch at most")
+    batch_max_wait_ms: int = Field(default=200, ge=1, description="longest a reading waits for its batch")
+    queue_max_messages: int = Field(default=20000, ge=10, description="in-flight messages before back-pressure")
+    max_payload_bytes: int = Field(default=256 * 1024, description="larger payloads are quarantined")
+    max_future_skew_s: float = Field(default=300.0, description="readings further in the future are refused")
+    pool_max_size: int = Field(default=8, ge=1, description="database connections per process at most")
+    log_level: str = Field(default="INFO", description="logging level")

@@ -1,0 +1,131 @@
+"""The readings hypertable: batch writes through binary COPY, last values, and time-bucketed reads."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from store.pool import Conn
+
+QUALITY_GOOD = 0
+QUALITY_OUT_OF_RANGE = 1
+
+# (ts, device_id, metric, value, quality): tuples, not objects, on the hot path.
+ReadingRow = tuple[datetime, str, str, float, int]
+
+_STAGE_DDL = (
+    "CREATE TEMP TABLE IF NOT EXISTS readings_stage "
+    "(ts timestamptz, device_id text, metric text, value float8, quality int2) ON COMMIT DELETE ROWS"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    inserted: int
+    duplicates: int
+
+
+def write_readings(conn: Conn, rows: Sequence[ReadingRow]) -> WriteResult:
+    """COPY `rows` in, skipping (device, metric, ts) already stored; refreshes `device_latest`.
+
+    Runs inside the caller's transaction: nothing is visible (or acknowledged) before the caller commits.
+    """
+    if not rows:
+        return WriteResult(inserted=0, duplicates=0)
+    conn.execute(_STAGE_DDL)
+    with conn.cursor() as cur:
+        with cur.copy("COPY readings_stage (ts, device_id, metric, value, quality) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(["timestamptz", "text", "text", "float8", "int2"])
+            for row in rows:
+                copy.write_row(row)
+        # DISTINCT ON: one batch may carry the same reading twice (a redelivery inside one batch).
+        cur.execute(
+            "INSERT INTO readings (ts, device_id, metric, value, quality) "
+            "SELECT DISTINCT ON (device_id, metric, ts) ts, device_id, metric, value, quality "
+            "FROM readings_stage ON CONFLICT DO NOTHING"
+        )
+        inserted = cur.rowcount
+        cur.execute(
+            "INSERT INTO device_latest AS l (device_id, metric, ts, value, quality, received_at) "
+            "SELECT DISTINCT ON (device_id, metric) device_id, metric, ts, value, quality, now() "
+            "FROM readings_stage ORDER BY device_id, metric, ts DESC "
+            "ON CONFLICT (device_id, metric) DO UPDATE SET ts = excluded.ts, value = excluded.value, "
+            "quality = excluded.quality, received_at = excluded.received_at "
+            "WHERE excluded.ts >= l.ts"
+        )
+    return WriteResult(inserted=inserted, duplicates=len(rows) - inserted)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredReading:
+    ts: datetime
+    metric: str
+    value: float
+    quality: int
+
+
+def query_readings(
+    conn: Conn,
+    *,
+    device_id: str,
+    metric: str | None,
+    start: datetime,
+    end: datetime,
+    limit: int,
+) -> list[StoredReading]:
+    """Raw readings of one device in [start, end), oldest first."""
+    rows = conn.execute(
+        "SELECT ts, metric, value, quality FROM readings "
+        "WHERE device_id = %s AND (%s::text IS NULL OR metric = %s) AND ts >= %s AND ts < %s "
+        "ORDER BY ts, metric LIMIT %s",
+        (device_id, metric, metric, start, end, limit),
+    ).fetchall()
+    return [StoredReading(ts=r[0], metric=r[1], value=r[2], quality=r[3]) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    start: datetime
+    metric: str
+    count: int
+    mean: float
+    minimum: float
+    maximum: float
+
+
+def query_buckets(
+    conn: Conn,
+    *,
+    device_id: str,
+    metric: str | None,
+    start: datetime,
+    end: datetime,
+    bucket_s: int,
+) -> list[Bucket]:
+    """Per-bucket aggregates (time_bucket) of one device in [start, end)."""
+    rows = conn.execute(
+        "SELECT time_bucket(make_interval(secs => %s), ts) AS b, metric, count(*), avg(value), min(value), "
+        "max(value) FROM readings "
+        "WHERE device_id = %s AND (%s::text IS NULL OR metric = %s) AND ts >= %s AND ts < %s "
+        "GROUP BY b, metric ORDER BY b, metric",
+        (bucket_s, device_id, metric, metric, start, end),
+    ).fetchall()
+    return [Bucket(start=r[0], metric=r[1], count=r[2], mean=r[3], minimum=r[4], maximum=r[5]) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class LatestValue:
+    metric: str
+    ts: datetime
+    value: float
+    quality: int
+    received_at: datetime
+
+
+def query_latest(conn: Conn, *, device_id: str) -> list[LatestValue]:
+    rows = conn.execute(
+        "SELECT metric, ts, value, quality, received_at FROM device_latest WHERE device_id = %s ORDER BY metric",
+        (device_id,),
+    ).fetchall()
+    return [LatestValue(metric=r[0], ts=r[1], value=r[2], quality=r[3], received_at=r[4]) for r in rows]
