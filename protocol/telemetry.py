@@ -181,13 +181,11 @@ def _choose_format(payload: bytes, content_type: str | None, *, senml_topic: boo
         fmt = _FORMAT_OF_CONTENT_TYPE.get(content_type)
         if fmt is not None:
             return fmt
-        media_type = content_type.partition(";")[0].strip().lower()
-        if media_type:
-            fmt = _FORMAT_OF_CONTENT_TYPE.get(media_type)
+        if content_type.strip():  # an empty content type property counts as absent
+            fmt = _FORMAT_OF_CONTENT_TYPE.get(content_type.partition(";")[0].strip().lower())
             if fmt is None:
                 raise _error("unsupported_content_type", repr(content_type[:100]))
             return fmt
-        # An empty content type property is treated as absent.
     if senml_topic:
         return "senml_json" if payload.lstrip()[:1] == b"[" else "senml_cbor"
     return "json"

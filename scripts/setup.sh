@@ -26,11 +26,12 @@ TRIXIE_SRC_LIST=/etc/apt/sources.list.d/ioc-debian-trixie-src.sources
 export DEBIAN_FRONTEND=noninteractive
 
 T0=$SECONDS
+exec 3>&2  # the terminal's stderr, for messages from inside logged commands
 say() { printf '[setup] %-12s %s\n' "$1" "$2"; }
 die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
 
 manual_help() {
-    cat >&2 <<EOF
+    cat >&3 <<EOF
 [setup] ERROR: $1
 [setup] This script installs packages automatically only on Debian, as root or with passwordless sudo.
 [setup] Install these by hand instead (names as on Debian/Ubuntu):
@@ -43,7 +44,16 @@ EOF
 }
 
 # ---------------------------------------------------------------- helpers
-as_root() { if ((EUID == 0)); then "$@"; else sudo -n "$@"; fi; }
+# Privileges are needed only when something must be installed or created: a run with nothing to do
+# works for any user.
+CAN_ROOT=0
+if ((EUID == 0)) || { command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; }; then
+    CAN_ROOT=1
+fi
+as_root() {
+    ((CAN_ROOT)) || manual_help "'$*' needs root, and this is neither root nor passwordless sudo."
+    if ((EUID == 0)); then "$@"; else sudo -n "$@"; fi
+}
 
 # Run a command with its output in a log file; on failure show the log's tail and stop.
 logged() {
@@ -94,12 +104,9 @@ install_pkgs() {  # step-name pkgs...
 
 # ---------------------------------------------------------------- 1. platform
 [[ -r /etc/debian_version ]] || manual_help "this is not a Debian system (/etc/debian_version is missing)."
-if ((EUID != 0)); then
-    command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null \
-        || manual_help "not running as root and sudo needs a password (or is missing)."
-fi
 mkdir -p "$LOGS" "$BUILD"
-say platform "Debian $(cat /etc/debian_version), $(if ((EUID == 0)); then echo root; else echo "sudo as $(id -un)"; fi)"
+if ((EUID == 0)); then who=root; elif ((CAN_ROOT)); then who="$(id -un) with sudo"; else who="$(id -un), no sudo: fails if anything must be installed"; fi
+say platform "Debian $(cat /etc/debian_version), $who"
 
 # ---------------------------------------------------------------- 2. packages
 install_pkgs packages mosquitto mosquitto-clients postgresql postgresql-contrib \
@@ -282,7 +289,7 @@ if ! "$VENV/bin/python" -c '' >/dev/null 2>&1; then
     venv_notes+=("created $VENV with $("$VENV/bin/python" -V 2>&1)")
 fi
 if [[ ! -f "$STAMPS/pip-install" || "$ROOT/pyproject.toml" -nt "$STAMPS/pip-install" ]]; then
-    logged venv "$VENV/bin/python" -m pip install -q -e "$ROOT[dev]"
+    logged venv "$VENV/bin/python" -m pip install -q -e "${ROOT}[dev]"
     touch "$STAMPS/pip-install"
     venv_notes+=("pip install -e '.[dev]' done")
 fi
@@ -296,4 +303,4 @@ fi
 mosq_v="$(mosquitto -h 2>&1 || true)"
 mosq_v="$(sed -n 's/^mosquitto version \([^ ]*\).*/\1/p' <<<"$mosq_v" | head -n 1)"
 say versions "mosquitto ${mosq_v:-?}; $("$PGBIN/postgres" --version); timescaledb $(tsdb_version) ($PG_EXTDIR)"
-say done "in $((SECONDS - T0))s; private clusters run as '$IOC_USER' when ioc runs as root"
+say "done" "in $((SECONDS - T0))s; private clusters run as '$IOC_USER' when ioc runs as root"

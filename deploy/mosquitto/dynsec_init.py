@@ -7,7 +7,7 @@ It creates:
   - client `admin` (role `admin`): administers the plugin over `$CONTROL/dynamic-security/#`,
     exactly what `mosquitto_ctrl dynsec init FILE admin` makes;
   - client `$IOC_MQTT_USERNAME` (default `ioc-center`, role `ioc-center`): the center's services,
-    full access below `ioc/v1/#` (shared subscriptions included) and read access to `$SYS/#`;
+    full access below `ioc/v1/#`, shared subscriptions `$share/+/ioc/v1/#`, and read access to `$SYS/#`;
   - role `ioc-device` (no client): what a device may do; give it to device clients you create.
 
 Passwords come from the environment: MOSQUITTO_ADMIN_PASSWORD and IOC_MQTT_PASSWORD.
@@ -66,6 +66,9 @@ def build_config(admin_password: str, center_username: str, center_password: str
         _acl("publishClientReceive", f"{TOPIC_ROOT}/#"),
         _acl("subscribePattern", f"{TOPIC_ROOT}/#"),
         _acl("unsubscribePattern", f"{TOPIC_ROOT}/#"),
+        # Mosquitto 2.0 checks a shared subscription's ACL on the whole `$share/{group}/...` filter.
+        _acl("subscribePattern", f"$share/+/{TOPIC_ROOT}/#"),
+        _acl("unsubscribePattern", f"$share/+/{TOPIC_ROOT}/#"),
         _acl("publishClientReceive", "$SYS/#"),
         _acl("subscribePattern", "$SYS/#"),
         _acl("unsubscribePattern", "$SYS/#"),

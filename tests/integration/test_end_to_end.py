@@ -1,0 +1,114 @@
+"""One reading's whole way: device → broker → ingest → TimescaleDB → API, with values and timestamps compared."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from ioc.runtime import EmbeddedMosquitto, EmbeddedPostgres
+from ioc.services import migrate_database
+from protocol.telemetry import encode_json
+from protocol.topics import telemetry_topic
+from tests.integration.conftest import ApiServer, ScratchDatabase, wait_for
+from tests.integration.publisher import Publisher
+
+
+def _count_rows(database: ScratchDatabase, device_id: str) -> int:
+    return int(database.scalar("SELECT count(*) FROM readings WHERE device_id = %s", (device_id,)))  # type: ignore[arg-type]
+
+
+def test_published_readings_come_back_through_the_api(
+    database: ScratchDatabase,
+    broker: EmbeddedMosquitto,
+    register: Callable[..., object],
+    run_ingest: Callable[[], object],
+    api: Callable[[], ApiServer],
+) -> None:
+    register("soil-ct-001", "soil_probe", "can-tho")
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    sent = []
+    with run_ingest(), Publisher(broker.url, client_id="soil-ct-001") as pub:  # type: ignore[attr-defined]
+        for i in range(20):
+            ts = start + timedelta(seconds=10 * i, milliseconds=250)
+            readings = {"soil_moisture": 20.0 + i * 0.5, "soil_temperature": 27.125 + i / 8, "battery_v": 3.7}
+            pub.publish(telemetry_topic("can-tho", "agriculture", "soil-ct-001"), encode_json(readings, seq=i, ts=ts))
+            sent.append((ts, readings))
+        wait_for(lambda: _count_rows(database, "soil-ct-001") == 60, what="60 rows stored")
+
+    with api() as client:
+        response = client.get(
+            "/devices/soil-ct-001/readings",
+            params={"metric": "soil_moisture", "from": (start - timedelta(seconds=1)).isoformat(), "to": datetime.now(UTC).isoformat()},
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert [(datetime.fromisoformat(r["ts"]), r["value"]) for r in body] == [
+            (ts, readings["soil_moisture"]) for ts, readings in sent
+        ]
+        assert all(r["quality"] == 0 for r in body)
+
+        everything = client.get("/devices/soil-ct-001/readings", params={"from": start.isoformat()}).json()
+        assert len(everything) == 60
+        assert {(r["metric"], r["value"]) for r in everything if datetime.fromisoformat(r["ts"]) == sent[3][0]} == {
+            (name, value) for name, value in sent[3][1].items()
+        }
+
+        detail = client.get("/devices/soil-ct-001").json()
+        latest = {v["metric"]: v for v in detail["latest"]}
+        assert latest["soil_moisture"]["value"] == sent[-1][1]["soil_moisture"]
+        assert datetime.fromisoformat(latest["soil_moisture"]["ts"]) == sent[-1][0]
+
+        assert client.get("/devices/nope/readings").status_code == 404
+        bad = client.get("/devices/soil-ct-001/readings", params={"from": "2026-01-02T00:00:00Z", "to": "2026-01-01T00:00:00Z"})
+        assert bad.status_code == 422
+        assert "before" in bad.json()["detail"]
+
+
+def test_database_restart_mid_stream_loses_nothing(
+    database: ScratchDatabase,
+    postgres: EmbeddedPostgres,
+    broker: EmbeddedMosquitto,
+    register: Callable[..., object],
+    run_ingest: Callable[[], object],
+) -> None:
+    register("meter-hn-001", "smart_meter", "ha-noi")
+    topic = telemetry_topic("ha-noi", "energy", "meter-hn-001")
+    start = datetime.now(UTC) - timedelta(minutes=10)
+    total = 600
+    restarted = threading.Event()
+
+    with run_ingest(), Publisher(broker.url, client_id="meter-hn-001") as pub:  # type: ignore[attr-defined]
+        for i in range(total):
+            ts = start + timedelta(milliseconds=500 * i)
+            pub.publish(topic, encode_json({"active_power": i / 10, "voltage": 230.0}, seq=i, ts=ts), wait=False)
+            if i == total // 3:
+                wait_for(lambda: _count_rows(database, "meter-hn-001") > 0, what="first rows")
+                postgres.stop(mode="immediate")  # like a crash: only committed data survives
+                restarted.set()
+            if i == total // 2:
+                postgres.start()
+        wait_for(lambda: _count_rows(database, "meter-hn-001") == 2 * total, timeout_s=60, what="all rows after restart")
+
+    assert restarted.is_set()
+    with database.connect() as conn:
+        rows = conn.execute("SELECT value FROM readings WHERE metric = 'active_power'").fetchall()
+    values = sorted(float(v) for (v,) in rows)  # type: ignore[arg-type]
+    assert values == [i / 10 for i in range(total)]
+
+
+def test_migrate_twice_changes_nothing(database: ScratchDatabase) -> None:
+    def schema() -> list[tuple[object, ...]]:
+        with database.connect() as conn:
+            return conn.execute(
+                "SELECT table_name, column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = 'public' ORDER BY 1, 2"
+            ).fetchall()
+
+    before = schema()
+    migrations = database.scalar("SELECT count(*) FROM schema_migrations")
+    types = database.scalar("SELECT max(updated_at) FROM device_types")
+    assert migrate_database(database.url) == []
+    assert schema() == before
+    assert database.scalar("SELECT count(*) FROM schema_migrations") == migrations
+    assert database.scalar("SELECT max(updated_at) FROM device_types") == types
