@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -68,12 +69,18 @@ def _add_optional_commands(sub: argparse._SubParsersAction[argparse.ArgumentPars
         module.add_parsers(sub)
 
 
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     level = args.log_level or "INFO"
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     handler: Handler = args.func
+    # SIGTERM (systemd, docker, `timeout`) shuts down like Ctrl-C: embedded services are stopped on the way out.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         return handler(args)
     except IocError as exc:

@@ -151,6 +151,10 @@ class EmbeddedPostgres:
     def start(self) -> None:
         if not (self.data_dir / "PG_VERSION").exists():
             self._init_cluster()
+        elif (self.data_dir / "postmaster.pid").exists() and self._pg_ctl("status", check=False).returncode == 0:
+            # Left running by a process that was killed: it is ours (our data folder), stop it first.
+            _LOGGER.warning("stopping a PostgreSQL left running in %s", self.data_dir)
+            self._pg_ctl("-w", "-m", "fast", "stop", check=False)
         self._pg_ctl("-w", "-t", str(int(START_TIMEOUT_S)), "-l", str(self.log_file), "-o", f"-p {self.port}", "start")
         self._ensure_database()
         _LOGGER.info("embedded PostgreSQL on port %s (%s)", self.port, self.data_dir)
@@ -234,10 +238,31 @@ class EmbeddedMosquitto:
             with contextlib.suppress(FileNotFoundError):
                 os.chown(self.log_file, user.pw_uid, user.pw_gid)
 
+    @property
+    def _pid_file(self) -> Path:
+        return self.root / "ioc-mosquitto.pid"
+
+    def _stop_orphan(self) -> None:
+        """Stop a broker that a killed process left running on this folder (its pid is recorded here)."""
+        try:
+            pid = int(self._pid_file.read_text())
+        except (FileNotFoundError, ValueError):
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            if b"mosquitto" in cmdline and str(self.config_file).encode() in cmdline:
+                _LOGGER.warning("stopping a Mosquitto left running on %s (pid %s)", self.root, pid)
+                os.kill(pid, signal.SIGTERM)
+                deadline = time.monotonic() + STOP_TIMEOUT_S
+                while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                    time.sleep(0.05)
+        self._pid_file.unlink(missing_ok=True)
+
     def start(self) -> None:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(binary).exists():
             raise RuntimeServiceError("mosquitto not found: run `make setup` (scripts/setup.sh) first")
+        self._stop_orphan()
         self._write_config()
         user = _service_user()
         # Started as the service user: mosquitto would otherwise switch to its own `mosquitto` user.
@@ -250,6 +275,7 @@ class EmbeddedMosquitto:
             group=None if user is None else user.pw_gid,
             start_new_session=True,
         )
+        self._pid_file.write_text(str(self._process.pid))
         deadline = time.monotonic() + START_TIMEOUT_S
         while not _port_open(self.port):
             if self._process.poll() is not None:
@@ -276,6 +302,7 @@ class EmbeddedMosquitto:
                 self._process.kill()
                 self._process.wait()
         self._process = None
+        self._pid_file.unlink(missing_ok=True)
 
     def restart(self) -> None:
         self.stop()

@@ -214,7 +214,17 @@ def _load_cbor(payload: bytes) -> object:
     stream = io.BytesIO(payload)
     try:
         pack = cbor2.CBORDecoder(stream).decode()
-    except (cbor2.CBORError, ValueError, TypeError, OverflowError, RecursionError, EOFError) as exc:
+    # cbor2 decodes semantic tags (decimal fractions, rationals, shared references, ...) itself, so
+    # their errors surface too; RuntimeError covers RecursionError and self-referencing tags.
+    except (
+        cbor2.CBORError,
+        ValueError,
+        TypeError,
+        ArithmeticError,
+        LookupError,
+        RuntimeError,
+        EOFError,
+    ) as exc:
         raise _error("invalid_cbor", str(exc)[:200]) from exc
     if stream.tell() != len(payload):
         raise _error("invalid_cbor", f"{len(payload) - stream.tell()} trailing bytes")
@@ -230,7 +240,7 @@ def _decode_json_contract(doc: object) -> Telemetry:
         raise _error("not_an_object", f"top level is {type(doc).__name__}")
     out: list[Reading] = []
     if "batch" not in doc:
-        _decode_json_message(doc, out, None)
+        _decode_json_message(doc, out=out, index=None)
         return Telemetry(tuple(out))
     batch = doc["batch"]
     if "readings" in doc:
@@ -242,11 +252,11 @@ def _decode_json_contract(doc: object) -> Telemetry:
     for index, message in enumerate(batch):
         if not isinstance(message, dict):
             raise _error("not_an_object", f"batch[{index}] is {type(message).__name__}")
-        _decode_json_message(message, out, index)
+        _decode_json_message(message, out=out, index=index)
     return Telemetry(tuple(out))
 
 
-def _decode_json_message(message: dict[str, object], out: list[Reading], index: int | None) -> None:
+def _decode_json_message(message: dict[str, object], *, out: list[Reading], index: int | None) -> None:
     try:
         raw_ts = message["ts"]
         readings = message["readings"]
@@ -347,9 +357,12 @@ def _senml_records(pack: object, *, cbor: bool) -> list[dict[str, object]]:
                 # RFC 8428 4.4: labels ending in '_' must be understood; we understand none of them.
                 if key.endswith("_"):
                     raise _error("invalid_senml", f"record {index} has must-understand label {key[:40]!r}")
-                if not cbor:
+                if not cbor and key in SENML_CBOR_LABELS:
                     record[key] = value
             # Other keys are extensions we may ignore (RFC 8428 4.4).
+        if not record:
+            # Likely labels of the wrong kind (strings in CBOR): say so rather than skip the record.
+            raise _error("invalid_senml", f"record {index} has no SenML field")
         records.append(record)
     return records
 
@@ -371,12 +384,12 @@ def _decode_senml_pack(pack: object, *, now: datetime | None, cbor: bool) -> Tel
             if not isinstance(bver, int) or isinstance(bver, bool) or not 1 <= bver <= SENML_VERSION:
                 raise _error("invalid_senml", f"record {index}: unsupported bver {bver!r:.40}")
         if "bn" in record:
-            base_name = _senml_text(record["bn"], index, "bn")
+            base_name = _senml_text(record["bn"], index=index, label="bn")
         if "bt" in record:
-            base_time = _senml_seconds(record["bt"], index, "bt", reason="bad_senml_base_time")
+            base_time = _senml_seconds(record["bt"], index=index, label="bt", reason="bad_senml_base_time")
             has_base_time = True
         if "bu" in record:
-            base_unit = _senml_text(record["bu"], index, "bu")
+            base_unit = _senml_text(record["bu"], index=index, label="bu")
         if "bv" in record:
             base_value = _finite_float(record["bv"], f"record {index} bv")
 
@@ -396,7 +409,7 @@ def _decode_senml_pack(pack: object, *, now: datetime | None, cbor: bool) -> Tel
             skipped += 1
             continue
 
-        name = base_name + _senml_text(record["n"], index, "n") if "n" in record else base_name
+        name = base_name + _senml_text(record["n"], index=index, label="n") if "n" in record else base_name
         if not name:
             raise _error("invalid_senml", f"record {index} has an empty name")
         # "urn:dev:ow:10e2073a01080063:temp" or "{device}/temp": the metric is the last segment.
@@ -404,7 +417,7 @@ def _decode_senml_pack(pack: object, *, now: datetime | None, cbor: bool) -> Tel
         if not is_metric_name(metric):
             raise _error("bad_metric_name", f"record {index}: {name[:120]!r}")
 
-        offset = _senml_seconds(record["t"], index, "t", reason="bad_timestamp") if "t" in record else 0.0
+        offset = _senml_seconds(record["t"], index=index, label="t", reason="bad_timestamp") if "t" in record else 0.0
         time_reason: Reason = "bad_senml_base_time" if has_base_time else "bad_timestamp"
         ts, now = _senml_time(base_time + offset, now, reason=time_reason)
 
@@ -418,22 +431,22 @@ def _decode_senml_pack(pack: object, *, now: datetime | None, cbor: bool) -> Tel
                 raise _error("wrong_type", f"record {index}: vb is {type(flag).__name__}")
             value = 1.0 if flag else 0.0
         else:
-            texts.append(TextReading(ts, metric, _senml_text(record["vs"], index, "vs")))
+            texts.append(TextReading(ts, metric, _senml_text(record["vs"], index=index, label="vs")))
             continue
-        unit = _senml_text(record["u"], index, "u") if "u" in record else base_unit
+        unit = _senml_text(record["u"], index=index, label="u") if "u" in record else base_unit
         readings.append(Reading(ts, metric, value, unit))
     if not readings and not texts:
         raise _error("empty_readings", f"no usable record, {skipped} skipped")
     return Telemetry(tuple(readings), tuple(texts), skipped)
 
 
-def _senml_text(raw: object, index: int, label: str) -> str:
+def _senml_text(raw: object, *, index: int, label: str) -> str:
     if not isinstance(raw, str):
         raise _error("wrong_type", f"record {index}: {label} is {type(raw).__name__}")
     return raw
 
 
-def _senml_seconds(raw: object, index: int, label: str, *, reason: Reason) -> float:
+def _senml_seconds(raw: object, *, index: int, label: str, reason: Reason) -> float:
     # A bt that is not a number is a bad base time; a t that is not a number is a type error.
     if not isinstance(raw, int | float) or isinstance(raw, bool):
         raise _error(reason if label == "bt" else "wrong_type", f"record {index}: {label} is {type(raw).__name__}")
@@ -525,7 +538,7 @@ def encode_json_batch(items: Sequence[tuple[int, datetime, Mapping[str, float]]]
 
 
 def _senml_pack(
-    device_id: str, ts: datetime, readings: Mapping[str, float], units: Mapping[str, str] | None
+    device_id: str, *, ts: datetime, readings: Mapping[str, float], units: Mapping[str, str] | None
 ) -> list[dict[str, object]]:
     if not is_valid_id(device_id):
         raise ValueError(f"bad device id {device_id!r}")
@@ -550,12 +563,12 @@ def encode_senml_json(
     device_id: str, ts: datetime, readings: Mapping[str, float], units: Mapping[str, str] | None = None
 ) -> bytes:
     """A SenML JSON pack: base name `{device_id}/`, base time `ts`, one record per reading."""
-    return _dump_json(_senml_pack(device_id, ts, readings, units))
+    return _dump_json(_senml_pack(device_id, ts=ts, readings=readings, units=units))
 
 
 def encode_senml_cbor(
     device_id: str, ts: datetime, readings: Mapping[str, float], units: Mapping[str, str] | None = None
 ) -> bytes:
     """The same pack as `encode_senml_json`, in CBOR with the integer labels of RFC 8428 section 6."""
-    pack = _senml_pack(device_id, ts, readings, units)
+    pack = _senml_pack(device_id, ts=ts, readings=readings, units=units)
     return cbor2.dumps([{SENML_CBOR_LABELS[label]: value for label, value in r.items()} for r in pack])

@@ -359,7 +359,7 @@ def test_format_timestamp() -> None:
     plus7 = timezone(timedelta(hours=7))
     assert format_timestamp(datetime(2026, 11, 22, 15, 0, 0, 250000, tzinfo=plus7)) == "2026-11-22T08:00:00.250Z"
     with pytest.raises(ValueError, match="aware"):
-        format_timestamp(datetime(2026, 1, 1))  # noqa: DTZ001 - a naive value on purpose
+        format_timestamp(datetime(2026, 1, 1))
 
 
 def test_encode_json_matches_contract() -> None:
@@ -387,12 +387,12 @@ def test_encode_json_batch_matches_contract() -> None:
         ({"a": True}, 1, TS),
         ({"a": 10**400}, 1, TS),
         ({"a": 1.0}, -1, TS),
-        ({"a": 1.0}, 1, datetime(2026, 1, 1)),  # noqa: DTZ001 - naive on purpose
+        ({"a": 1.0}, 1, datetime(2026, 1, 1)),
         ({"a": 1.0}, 1, datetime(1999, 1, 1, tzinfo=UTC)),
     ],
 )
 def test_encode_json_rejects_what_decode_would_reject(readings: dict[str, float], seq: int, ts: datetime) -> None:
-    with pytest.raises(ValueError):  # noqa: PT011 - each case has its own message
+    with pytest.raises(ValueError):
         encode_json(readings, seq=seq, ts=ts)
 
 
@@ -447,7 +447,9 @@ def test_json_batch_round_trip_random() -> None:
         items = [(rng.randrange(10**9), random_ts(rng, whole_ms=True), random_readings(rng)) for _ in range(5)]
         decoded = decode(encode_json_batch(items), content_type=CONTENT_TYPE_JSON).readings
         expected = tuple(
-            Reading(ts, name, float(value), None, seq) for seq, ts, readings in items for name, value in readings.items()
+            Reading(ts, name, float(value), None, seq)
+            for seq, ts, readings in items
+            for name, value in readings.items()
         )
         assert decoded == expected
 

@@ -56,10 +56,7 @@ def test_constants() -> None:
 def test_builders_give_the_contract_topics() -> None:
     assert device_prefix("hanoi", "energy", "meter-01") == "ioc/v1/hanoi/energy/meter-01"
     assert telemetry_topic("hanoi", "energy", "meter-01") == "ioc/v1/hanoi/energy/meter-01/telemetry"
-    assert (
-        telemetry_topic("hanoi", "energy", "meter-01", senml=True)
-        == "ioc/v1/hanoi/energy/meter-01/telemetry/senml"
-    )
+    assert telemetry_topic("hanoi", "energy", "meter-01", senml=True) == "ioc/v1/hanoi/energy/meter-01/telemetry/senml"
     assert status_topic("hanoi", "energy", "meter-01") == "ioc/v1/hanoi/energy/meter-01/status"
     assert command_topic("hanoi", "energy", "meter-01") == "ioc/v1/hanoi/energy/meter-01/cmd"
     assert command_ack_topic("hanoi", "energy", "meter-01") == "ioc/v1/hanoi/energy/meter-01/cmd/ack"
@@ -70,7 +67,10 @@ def test_builders_give_the_contract_topics() -> None:
     ("topic", "expected"),
     [
         ("ioc/v1/HN/agriculture/soil_7/telemetry", TopicAddress("HN", "agriculture", "soil_7", "telemetry", False)),
-        ("ioc/v1/HN/agriculture/soil_7/telemetry/senml", TopicAddress("HN", "agriculture", "soil_7", "telemetry", True)),
+        (
+            "ioc/v1/HN/agriculture/soil_7/telemetry/senml",
+            TopicAddress("HN", "agriculture", "soil_7", "telemetry", True),
+        ),
         ("ioc/v1/p.1/energy/m-2/status", TopicAddress("p.1", "energy", "m-2", "status", False)),
         ("ioc/v1/p/transport/bus.42/cmd", TopicAddress("p", "transport", "bus.42", "cmd", False)),
         ("ioc/v1/p/health/x/cmd/ack", TopicAddress("p", "health", "x", "cmd/ack", False)),
@@ -152,9 +152,9 @@ def test_build_parse_round_trip_random_ids() -> None:
     [("", "energy", "d"), ("p", "energy", ""), ("p", "mining", "d"), ("p/q", "energy", "d"), ("p", "energy", "+")],
 )
 def test_builders_reject_bad_ids(province: str, sector: str, device_id: str) -> None:
-    with pytest.raises(ValueError, match="bad|unknown"):
+    with pytest.raises(ValueError, match=r"bad|unknown"):
         telemetry_topic(province, sector, device_id)
-    with pytest.raises(ValueError, match="bad|unknown"):
+    with pytest.raises(ValueError, match=r"bad|unknown"):
         command_topic(province, sector, device_id)
 
 

@@ -1,0 +1,328 @@
+"""The ingest benchmark's machinery: publisher processes, the run, the JSON result (see `ioc.bench`)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import multiprocessing
+import multiprocessing.queues
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+import psycopg
+
+from devices.catalog import load_catalog
+from ingest.supervisor import IngestSupervisor
+from ioc.commands import ingest_config
+from ioc.runtime import EmbeddedMosquitto
+from ioc.services import ServiceUrls, center_services, migrate_database
+from ioc.settings import Settings
+from protocol.broker_url import BrokerAddress, parse_broker_url
+
+_LOGGER = logging.getLogger(__name__)
+
+BENCH_PROVINCE = "can-tho"
+BENCH_TYPE = "smart_meter"
+BENCH_METRICS = ("active_power", "voltage", "current", "power_factor", "frequency")
+# Unacknowledged messages a publisher lets pile up before it waits: bounds its memory, keeps the pipe full.
+PUBLISH_WINDOW = 5000
+NO_PROGRESS_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class IngestBenchConfig:
+    seconds: float = 60.0
+    workers: int = 2
+    publishers: int = 2
+    devices: int = 1000
+    rate: float = 0.0
+    drain_timeout_s: float = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class PublisherResult:
+    published: int
+    acked: int
+    seconds: float
+    peak_rss_mb: float
+
+
+def _publisher_main(
+    broker: BrokerAddress,
+    device_ids: list[str],
+    seconds: float,
+    rate: float,
+    start_at: float,
+    results: multiprocessing.queues.Queue[PublisherResult],
+) -> None:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from protocol.telemetry import encode_json
+    from protocol.topics import telemetry_topic
+
+    acked = 0
+    lock = threading.Lock()
+    connected = threading.Event()
+
+    def on_publish(client: mqtt.Client, userdata: object, mid: int, reason: object, props: object) -> None:
+        nonlocal acked
+        with lock:
+            acked += 1
+
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    if broker.username is not None:
+        client.username_pw_set(broker.username, broker.password)
+    client.max_inflight_messages_set(PUBLISH_WINDOW)
+    client.on_publish = on_publish
+    client.on_connect = lambda *a: connected.set()
+    client.connect(broker.host, broker.port, keepalive=60)
+    client.loop_start()
+    connected.wait(30)
+    topics = [telemetry_topic(BENCH_PROVINCE, "energy", d) for d in device_ids]
+    last_ts = [0.0] * len(device_ids)
+    published = 0
+    while time.time() < start_at:
+        time.sleep(0.001)
+    begin = time.monotonic()
+    end = begin + seconds
+    interval = len(device_ids) and (1.0 / rate if rate > 0 else 0.0)
+    i = 0
+    n = len(device_ids)
+    while True:
+        now_m = time.monotonic()
+        if now_m >= end:
+            break
+        if interval:
+            due = begin + published * interval
+            if due > now_m:
+                time.sleep(due - now_m)
+        elif published - acked > PUBLISH_WINDOW:
+            time.sleep(0.0005)
+            continue
+        k = i % n
+        # Strictly increasing millisecond timestamps per device: each message is a distinct reading.
+        ts = max(time.time(), last_ts[k] + 0.001)
+        last_ts[k] = ts
+        v = published % 1000
+        payload = encode_json(
+            {
+                "active_power": 1.0 + v / 100,
+                "voltage": 220.0 + v / 100,
+                "current": 5.0 + v / 1000,
+                "power_factor": 0.9,
+                "frequency": 50.0,
+            },
+            seq=published,
+            ts=datetime.fromtimestamp(ts, UTC),
+        )
+        client.publish(topics[k], payload, qos=1)
+        published += 1
+        i += 1
+    elapsed = time.monotonic() - begin
+    deadline = time.monotonic() + 60
+    while acked < published and time.monotonic() < deadline:
+        time.sleep(0.01)
+    client.disconnect()
+    client.loop_stop()
+    rss = psutil.Process().memory_info().rss / 2**20
+    results.put(PublisherResult(published=published, acked=acked, seconds=elapsed, peak_rss_mb=rss))
+
+
+def _provision(database_url: str, device_ids: list[str]) -> None:
+    catalog = load_catalog()
+    dtype = catalog.get(BENCH_TYPE)
+    assert dtype is not None
+    with psycopg.connect(database_url) as conn, conn.cursor() as cur:
+        with cur.copy("COPY devices (device_id, type_code, province, sector, name) FROM STDIN") as copy:
+            for d in device_ids:
+                copy.write_row((d, BENCH_TYPE, BENCH_PROVINCE, dtype.sector, "bench meter"))
+        conn.commit()
+
+
+@contextlib.contextmanager
+def _bench_database(urls: ServiceUrls) -> Iterator[str]:
+    """A fresh database on the same server, dropped afterwards."""
+    name = f"bench_{int(time.time())}"
+    base, _, _ = urls.database_url.rpartition("/")
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"'.encode())
+    try:
+        url = f"{base}/{name}"
+        migrate_database(url)
+        yield url
+    finally:
+        with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+
+
+@contextlib.contextmanager
+def _bench_broker(settings: Settings, urls: ServiceUrls) -> Iterator[str]:
+    """The configured broker, or a fresh embedded one (no leftover sessions from other runs)."""
+    if settings.mqtt_url is not None:
+        yield urls.mqtt_url
+        return
+    root = settings.runtime_dir / "bench" / "mosquitto"
+    shutil.rmtree(root, ignore_errors=True)
+    with EmbeddedMosquitto(root) as broker:
+        yield broker.url
+
+
+def _histogram_quantiles(metrics_dir: Path, name: str, quantiles: tuple[float, ...]) -> dict[float, float]:
+    """Quantiles (linear interpolation inside buckets, as Prometheus does) of a multiprocess histogram."""
+    from prometheus_client import CollectorRegistry, multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=str(metrics_dir))  # type: ignore[no-untyped-call]
+    buckets: dict[float, float] = {}
+    for family in registry.collect():
+        if family.name != name:
+            continue
+        for sample in family.samples:
+            if sample.name == f"{name}_bucket":
+                le = float(sample.labels["le"])
+                buckets[le] = buckets.get(le, 0.0) + sample.value
+    bounds = sorted(buckets)
+    if not bounds or buckets[bounds[-1]] == 0:
+        return dict.fromkeys(quantiles, float("nan"))
+    total = buckets[bounds[-1]]
+    out = {}
+    for q in quantiles:
+        rank = q * total
+        prev_bound, prev_count = 0.0, 0.0
+        for bound in bounds:
+            count = buckets[bound]
+            if count >= rank:
+                if bound == float("inf"):
+                    out[q] = prev_bound
+                else:
+                    frac = 0.0 if count == prev_count else (rank - prev_count) / (count - prev_count)
+                    out[q] = prev_bound + frac * (bound - prev_bound)
+                break
+            prev_bound, prev_count = bound, count
+    return out
+
+
+def _count(database_url: str, sql: str) -> int:
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(sql.encode()).fetchone()
+    return int(row[0]) if row else 0
+
+
+def run_ingest_bench(config: IngestBenchConfig, *, json_path: str | None) -> dict[str, Any]:
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    settings = Settings()
+    device_ids = [f"bench-{i:06d}" for i in range(config.devices)]
+    with (
+        center_services(settings) as urls,
+        _bench_database(urls) as database_url,
+        _bench_broker(settings, urls) as mqtt_url,
+    ):
+        _provision(database_url, device_ids)
+        group = f"bench-{int(time.time())}"
+        metrics_dir = settings.runtime_dir / "bench" / "metrics"
+        base = ingest_config(settings, ServiceUrls(database_url=database_url, mqtt_url=mqtt_url))
+        base = type(base)(**{**asdict(base), "client_id": group, "group": group, "broker": parse_broker_url(mqtt_url)})
+        supervisor = IngestSupervisor(base, workers=config.workers, metrics_dir=metrics_dir, log_level="WARNING")
+        supervisor.start()
+        stop_watch = threading.Event()
+        peak_rss = [0.0]
+
+        def sample_rss() -> None:
+            while not stop_watch.wait(0.5):
+                total = 0.0
+                for pid in supervisor.pids.values():
+                    with contextlib.suppress(psutil.Error, TypeError):
+                        total += psutil.Process(pid).memory_info().rss / 2**20
+                peak_rss[0] = max(peak_rss[0], total)
+
+        sampler = threading.Thread(target=sample_rss, daemon=True)
+        sampler.start()
+        try:
+            time.sleep(3.0)  # workers connect and subscribe
+            ctx = multiprocessing.get_context("spawn")
+            results: multiprocessing.queues.Queue[PublisherResult] = ctx.Queue()
+            start_at = time.time() + 2.0
+            shards = [device_ids[i :: config.publishers] for i in range(config.publishers)]
+            procs = [
+                ctx.Process(
+                    target=_publisher_main,
+                    args=(
+                        parse_broker_url(mqtt_url),
+                        shard,
+                        config.seconds,
+                        config.rate / config.publishers,
+                        start_at,
+                        results,
+                    ),
+                )
+                for shard in shards
+            ]
+            for p in procs:
+                p.start()
+            console.print(f"publishing for {config.seconds:g} s with {config.publishers} publishers…")
+            publisher_results = [results.get(timeout=config.seconds + 120) for _ in procs]
+            for p in procs:
+                p.join()
+            published = sum(r.acked for r in publisher_results)
+            attempted = sum(r.published for r in publisher_results)
+            publish_seconds = max(r.seconds for r in publisher_results)
+            expected_rows = published * len(BENCH_METRICS)
+            console.print(f"published {published} messages; waiting for {expected_rows} rows…")
+            stored = 0
+            last_progress = time.monotonic()
+            drain_started = time.monotonic()
+            while time.monotonic() - drain_started < config.drain_timeout_s:
+                now_stored = _count(database_url, "SELECT count(*) FROM readings")
+                if now_stored != stored:
+                    stored, last_progress = now_stored, time.monotonic()
+                if stored >= expected_rows or time.monotonic() - last_progress > NO_PROGRESS_TIMEOUT_S:
+                    break
+                time.sleep(0.5)
+            drain_seconds = time.monotonic() - drain_started
+            distinct = _count(
+                database_url, "SELECT count(*) FROM (SELECT DISTINCT device_id, metric, ts FROM readings) d"
+            )
+            quantiles = _histogram_quantiles(metrics_dir, "ioc_ingest_latency_seconds", (0.5, 0.99))
+        finally:
+            stop_watch.set()
+            supervisor.stop()
+    result: dict[str, Any] = {
+        "published": published,
+        "publish_attempted": attempted,
+        "stored_rows": stored,
+        "expected_rows": expected_rows,
+        "lost": max(0, expected_rows - stored) // len(BENCH_METRICS),
+        "lost_rows": max(0, expected_rows - stored),
+        "duplicates": stored - distinct,
+        # Sustained end to end: everything published, divided by the time until the last row was committed.
+        "msgs_per_s": round(published / (publish_seconds + drain_seconds), 1),
+        "readings_per_s": round(stored / (publish_seconds + drain_seconds), 1),
+        "publish_msgs_per_s": round(published / publish_seconds, 1),
+        "latency_ms": {"p50": round(quantiles[0.5] * 1000, 1), "p99": round(quantiles[0.99] * 1000, 1)},
+        "drain_s_after_publish": round(drain_seconds, 2),
+        "workers": config.workers,
+        "publishers": config.publishers,
+        "devices": config.devices,
+        "target_rate": config.rate,
+        "seconds": config.seconds,
+        "peak_rss_mb": round(peak_rss[0], 1),
+        "publisher_rss_mb": round(max(r.peak_rss_mb for r in publisher_results), 1),
+        "cpu_count": psutil.cpu_count(),
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    text = json.dumps(result, indent=2)
+    print(text)
+    if json_path:
+        Path(json_path).write_text(text + "\n", encoding="utf-8")
+    return result
