@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-MESSAGES = Counter("ioc_ingest_messages_total", "MQTT telemetry messages received")
+MESSAGES = Counter("ioc_ingest_messages_total", "MQTT telemetry messages processed (stored or quarantined)")
 ROWS = Counter("ioc_ingest_rows_total", "readings inserted into the readings table")
 DUPLICATE_ROWS = Counter("ioc_ingest_duplicate_rows_total", "readings absorbed by the unique key (redeliveries)")
 QUARANTINED = Counter("ioc_ingest_quarantined_total", "messages put in quarantine", ["reason"])
@@ -26,4 +26,6 @@ LATENCY_SECONDS = Histogram(
     "from a reading's device timestamp to its commit (live readings only, not backfills)",
     buckets=(0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 2, 5, 10, 30),
 )
-QUEUE_DEPTH = Gauge("ioc_ingest_queue_depth", "messages received and not yet committed", multiprocess_mode="livesum")
+QUEUE_DEPTH = Gauge(
+    "ioc_ingest_queue_depth", "messages received and waiting for the next batch", multiprocess_mode="livesum"
+)
