@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from devices.catalog import Catalog, load_catalog
 from devices.provinces import load_provinces
 from devices.registry import create_device, lookup_devices
-from firmware_sim.fleet import Fleet, MetricSignal, SimDevice
+from firmware_sim.firmware import SimDevice
+from firmware_sim.fleet import Fleet, FleetConfig
 from ingest.supervisor import IngestSupervisor
 from ingest.worker import IngestConfig
 from ioc.services import ServiceUrls, center_services, migrate_database
@@ -149,16 +150,12 @@ def demo_fleet(catalog: Catalog, *, count: int, seed: int) -> list[SimDevice]:
     fleet = []
     for i in range(count):
         dtype = types[i % len(types)]
-        signals = tuple(
-            MetricSignal(name=m.name, low=m.min + 0.2 * (m.max - m.min), high=m.min + 0.6 * (m.max - m.min))
-            for m in dtype.metrics
-        )
         fleet.append(
             SimDevice(
                 device_id=f"demo-{dtype.code.replace('_', '-')}-{i:03d}",
+                type_code=dtype.code,
                 province=rng.choice(provinces),
                 sector=dtype.sector,
-                metrics=signals,
             )
         )
     return fleet
@@ -184,8 +181,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     settings = Settings()
     catalog = load_catalog()
     fleet = demo_fleet(catalog, count=args.devices, seed=args.seed)
-    types = sorted(catalog.types.values(), key=lambda t: t.code)
-    type_of = {d.device_id: types[i % len(types)].code for i, d in enumerate(fleet)}
+    type_of = {d.device_id: d.type_code for d in fleet}
     with center_services(settings) as urls:
         migrate_database(urls.database_url)
         _provision(urls.database_url, fleet, catalog, type_of)
@@ -206,7 +202,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
             ]
         )
         stop = threading.Event()
-        sim = Fleet(broker=parse_broker_url(urls.mqtt_url), devices=fleet, interval_s=args.interval, seed=args.seed)
+        sim = Fleet(
+            FleetConfig(broker=parse_broker_url(urls.mqtt_url), devices=fleet, interval_s=args.interval, seed=args.seed)
+        )
         sim_thread = threading.Thread(target=sim.run, args=(stop,), name="demo-fleet", daemon=True)
         with _ingest_running(settings, urls, settings.ingest_workers):
             sim_thread.start()

@@ -1,0 +1,470 @@
+"""Fault injection with ground truth: which faults may happen (`FaultSpec`), how they alter one device's samples
+(`FaultInjector`), and the labels that say exactly what was injected where (`FaultLabel`, written as JSONL).
+
+Faults draw from their own random stream, so a device's physics is the same with and without faults: the clean
+twin of a faulty device (same seed, no faults) gives the true values under every labelled window.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Final, Literal
+
+from ioc.errors import IocError
+from protocol.telemetry import format_timestamp
+
+FaultKind = Literal[
+    "spike",
+    "level_shift",
+    "drift",
+    "stuck",
+    "noise",
+    "dropout",
+    "offline",
+    "clock_skew",
+    "duplicate",
+    "out_of_order",
+    "malformed",
+]
+VALUE_FAULTS: Final[tuple[FaultKind, ...]] = ("spike", "level_shift", "drift", "stuck", "noise")
+MESSAGE_FAULTS: Final[tuple[FaultKind, ...]] = (
+    "dropout",
+    "offline",
+    "clock_skew",
+    "duplicate",
+    "out_of_order",
+    "malformed",
+)
+FAULT_KINDS: Final[tuple[FaultKind, ...]] = VALUE_FAULTS + MESSAGE_FAULTS
+# Window length in samples (inclusive range) of the faults that last; the others hit a single sample.
+DEFAULT_SAMPLES: Final[Mapping[FaultKind, tuple[int, int]]] = {
+    "level_shift": (10, 40),
+    "drift": (20, 60),
+    "stuck": (10, 40),
+    "noise": (5, 20),
+    "dropout": (3, 10),
+    "offline": (3, 12),
+    "clock_skew": (10, 30),
+}
+ALIASES: Final[Mapping[str, FaultKind]] = {"noise_burst": "noise", "stuck_at": "stuck", "shift": "level_shift"}
+# The center refuses timestamps more than 300 s ahead of its clock; a skewed device stays within it.
+MAX_FORWARD_SKEW_MS: Final = 240_000
+MIN_SKEW_MS: Final = 20_000
+# What a malformed payload looks like, and the decode reason the center's quarantine must give it.
+MALFORMED_REASONS: Final = (
+    "invalid_json",
+    "non_finite_value",
+    "wrong_type",
+    "missing_field",
+    "bad_timestamp",
+    "invalid_utf8",
+    "bad_metric_name",
+)
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class FaultSpecError(IocError):
+    """A fault specification that cannot be used."""
+
+
+@dataclass(frozen=True, slots=True)
+class FaultSpec:
+    """Per-device, per-report probability of starting each fault kind, and window lengths in samples."""
+
+    probabilities: Mapping[FaultKind, float] = field(default_factory=dict)
+    samples: Mapping[FaultKind, tuple[int, int]] = field(default_factory=lambda: dict(DEFAULT_SAMPLES))
+
+    @property
+    def enabled(self) -> bool:
+        return any(p > 0 for p in self.probabilities.values())
+
+    def probability(self, kind: FaultKind) -> float:
+        return self.probabilities.get(kind, 0.0)
+
+    def window(self, kind: FaultKind) -> tuple[int, int]:
+        return self.samples.get(kind, (1, 1))
+
+
+NO_FAULTS: Final = FaultSpec()
+
+
+def _kind(name: str) -> FaultKind:
+    key = name.strip().lower()
+    key = ALIASES.get(key, key)
+    for kind in FAULT_KINDS:
+        if kind == key:
+            return kind
+    raise FaultSpecError(f"unknown fault kind {name!r}; known: {', '.join(FAULT_KINDS)}")
+
+
+def _probability(kind: str, raw: object) -> float:
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not 0.0 <= float(raw) <= 1.0:
+        raise FaultSpecError(f"probability of {kind} must be a number in 0..1, got {raw!r}")
+    return float(raw)
+
+
+def parse_fault_spec(text: str) -> FaultSpec:
+    """`"spike:0.01,stuck:0.005"`, or a JSON file path / JSON text mapping kind to a probability or to
+    `{"probability": p, "samples": [min, max]}`. Empty text means no faults."""
+    text = text.strip()
+    if not text:
+        return NO_FAULTS
+    if text.startswith("{"):
+        return _spec_from_json(text)
+    if text.endswith(".json"):
+        try:
+            return _spec_from_json(Path(text).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise FaultSpecError(f"cannot read fault spec {text}: {exc}") from exc
+    probabilities: dict[FaultKind, float] = {}
+    for part in text.split(","):
+        if not part.strip():
+            continue
+        name, sep, value = part.partition(":")
+        if not sep:
+            raise FaultSpecError(f"fault spec entries are kind:probability, got {part!r}")
+        try:
+            number = float(value)
+        except ValueError:
+            raise FaultSpecError(f"probability of {name} is not a number: {value!r}") from None
+        probabilities[_kind(name)] = _probability(name, number)
+    return FaultSpec(probabilities=probabilities)
+
+
+def _spec_from_json(text: str) -> FaultSpec:
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise FaultSpecError(f"fault spec is not JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise FaultSpecError("fault spec JSON must be an object of kind -> probability")
+    probabilities: dict[FaultKind, float] = {}
+    samples = dict(DEFAULT_SAMPLES)
+    for name, raw in doc.items():
+        kind = _kind(str(name))
+        if isinstance(raw, dict):
+            probabilities[kind] = _probability(kind, raw.get("probability", 0.0))
+            window = raw.get("samples")
+            if window is not None:
+                if (
+                    not isinstance(window, list)
+                    or len(window) != 2
+                    or not all(isinstance(n, int) and n >= 1 for n in window)
+                    or window[0] > window[1]
+                ):
+                    raise FaultSpecError(f"samples of {kind} must be [min, max] with 1 <= min <= max")
+                samples[kind] = (window[0], window[1])
+        else:
+            probabilities[kind] = _probability(kind, raw)
+    return FaultSpec(probabilities=probabilities, samples=samples)
+
+
+def ms_to_datetime(ts_ms: int) -> datetime:
+    """Exact conversion of epoch milliseconds to an aware UTC datetime."""
+    return _EPOCH + timedelta(milliseconds=ts_ms)
+
+
+@dataclass(frozen=True, slots=True)
+class FaultLabel:
+    """Ground truth for one injected fault: `metric` is "*" for faults of whole messages; `start` and `end` are the
+    true sample times of the first and last affected samples (inclusive)."""
+
+    device_id: str
+    metric: str
+    kind: FaultKind
+    start_ms: int
+    end_ms: int
+    params: Mapping[str, object] = field(default_factory=dict)
+
+    @property
+    def start(self) -> datetime:
+        return ms_to_datetime(self.start_ms)
+
+    @property
+    def end(self) -> datetime:
+        return ms_to_datetime(self.end_ms)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "device_id": self.device_id,
+                "metric": self.metric,
+                "kind": self.kind,
+                "start": format_timestamp(self.start),
+                "end": format_timestamp(self.end),
+                "params": dict(self.params),
+            },
+            separators=(",", ":"),
+            sort_keys=False,
+        )
+
+
+def read_labels(path: Path) -> list[FaultLabel]:
+    """Labels written by a run (one JSON object a line)."""
+    labels = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        doc = json.loads(line)
+        start = datetime.fromisoformat(doc["start"].replace("Z", "+00:00"))
+        end = datetime.fromisoformat(doc["end"].replace("Z", "+00:00"))
+        labels.append(
+            FaultLabel(
+                device_id=doc["device_id"],
+                metric=doc["metric"],
+                kind=_kind(doc["kind"]),
+                start_ms=round((start - _EPOCH).total_seconds() * 1000),
+                end_ms=round((end - _EPOCH).total_seconds() * 1000),
+                params=doc.get("params", {}),
+            )
+        )
+    return labels
+
+
+@dataclass(slots=True)
+class _Window:
+    """An active fault: `left` samples still to affect."""
+
+    kind: FaultKind
+    metric: str
+    left: int
+    start_ms: int
+    last_ms: int
+    affected: int = 0
+    value: float = 0.0  # offset (level_shift), slope per s (drift), frozen value (stuck), sigma (noise)
+    params: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Stats:
+    """Running mean and variance of a clean metric (exponentially weighted) to size faults to the signal."""
+
+    mean: float = 0.0
+    var: float = 0.0
+    n: int = 0
+
+    def update(self, x: float, alpha: float = 0.1) -> None:
+        if self.n == 0:
+            self.mean = x
+        else:
+            d = x - self.mean
+            self.mean += alpha * d
+            self.var = (1 - alpha) * (self.var + alpha * d * d)
+        self.n += 1
+
+    def scale(self, span: float) -> float:
+        """A typical size of variation: the running std, but never below a sliver of the level or range."""
+        return max(math.sqrt(self.var), 0.05 * abs(self.mean), 0.002 * span, 1e-3)
+
+
+@dataclass(frozen=True, slots=True)
+class Effect:
+    """What faults do to one sample: the readings to send (None: the sample is lost), the timestamp to send it
+    with, and how it travels."""
+
+    readings: dict[str, float] | None
+    sent_ms: int
+    offline: bool = False
+    duplicate: bool = False
+    hold: bool = False  # out of order: send after the next message
+    malformed: str | None = None  # the decode reason the broken payload must earn
+
+
+class FaultInjector:
+    """Decides, per sample, which faults start, applies the active ones and records their labels."""
+
+    def __init__(
+        self,
+        *,
+        device_id: str,
+        spec: FaultSpec,
+        rng: random.Random,
+        analog: Mapping[str, tuple[float, int]],
+        interval_ms: int,
+    ) -> None:
+        self.device_id = device_id
+        self.spec = spec
+        self.rng = rng
+        self.analog = analog  # metric -> (span of its range, decimals)
+        self.interval_ms = interval_ms
+        self.stats = {m: _Stats() for m in analog}
+        self.values: dict[str, _Window] = {}
+        self.windows: dict[FaultKind, _Window] = {}
+        self.labels: list[FaultLabel] = []
+        self.started: list[FaultKind] = []
+        self._skews = 0
+
+    def _starts(self, kind: FaultKind) -> bool:
+        p = self.spec.probability(kind)
+        return p > 0 and self.rng.random() < p
+
+    def _length(self, kind: FaultKind) -> int:
+        lo, hi = self.spec.window(kind)
+        return self.rng.randint(lo, hi)
+
+    def _count(self, kind: FaultKind) -> None:
+        self.started.append(kind)
+
+    def apply(self, ts_ms: int, clean: dict[str, float]) -> Effect:
+        for metric, value in clean.items():
+            if metric in self.stats:
+                self.stats[metric].update(value)
+        if not self.spec.enabled:
+            return Effect(readings=clean, sent_ms=ts_ms)
+        dropout = self.windows.get("dropout")
+        if dropout is None and self._starts("dropout"):
+            dropout = self._open("dropout", "*", ts_ms, self._length("dropout"))
+        if dropout is not None:
+            self._touch(dropout, ts_ms)
+            return Effect(readings=None, sent_ms=ts_ms)
+
+        # Decided first: a value fault never starts on a sample whose message will be unreadable.
+        malformed: str | None = None
+        if self._starts("malformed"):
+            malformed = MALFORMED_REASONS[self.rng.randrange(len(MALFORMED_REASONS))]
+        readings = dict(clean)
+        if malformed is None:
+            self._start_value_faults(ts_ms, readings)
+        for window in list(self.values.values()):
+            self._apply_value(window, ts_ms, readings)
+
+        offline = self.windows.get("offline")
+        if offline is None and self._starts("offline"):
+            offline = self._open("offline", "*", ts_ms, self._length("offline"))
+        if offline is not None:
+            self._touch(offline, ts_ms)
+
+        sent_ms = ts_ms
+        skew = self.windows.get("clock_skew")
+        if skew is None and self._starts("clock_skew"):
+            skew = self._open("clock_skew", "*", ts_ms, self._length("clock_skew"))
+            skew.value = self._skew_ms()
+            skew.params["skew_s"] = skew.value / 1000
+        if skew is not None:
+            sent_ms = ts_ms + int(skew.value)
+            self._touch(skew, ts_ms)
+
+        duplicate = malformed is None and self._starts("duplicate")
+        hold = malformed is None and self._starts("out_of_order")
+        return Effect(
+            readings=readings,
+            sent_ms=sent_ms,
+            offline=offline is not None,
+            duplicate=duplicate,
+            hold=hold,
+            malformed=malformed,
+        )
+
+    def _skew_ms(self) -> int:
+        interval = max(self.interval_ms, 2)
+        # Off the sampling grid by about half an interval, and by a different amount for each skew window of the
+        # device, so a skewed timestamp never lands on another sample's (the center would drop it as a duplicate).
+        off_grid = interval // 2 + self._skews % max(1, interval // 2 - 1)
+        self._skews += 1
+        lo = max(0, math.ceil((MIN_SKEW_MS - off_grid) / interval))
+        hi = max(lo, (MAX_FORWARD_SKEW_MS - off_grid) // interval)
+        skew = self.rng.randint(lo, hi) * interval + off_grid
+        if self.rng.random() < 0.5 and skew <= MAX_FORWARD_SKEW_MS:
+            return skew
+        return -(skew + interval - 2 * off_grid) if skew + interval - 2 * off_grid > 0 else -skew
+
+    def _start_value_faults(self, ts_ms: int, readings: dict[str, float]) -> None:
+        if not self.analog:
+            return
+        metrics = list(self.analog)
+        for kind in VALUE_FAULTS:
+            if not self._starts(kind):
+                continue
+            metric = metrics[self.rng.randrange(len(metrics))]
+            if metric in self.values or metric not in readings:
+                continue  # one value fault per metric at a time
+            span, _ = self.analog[metric]
+            scale = self.stats[metric].scale(span)
+            sign = 1.0 if self.rng.random() < 0.5 else -1.0
+            length = 1 if kind == "spike" else self._length(kind)
+            window = self._open(kind, metric, ts_ms, length)
+            if kind == "spike":
+                window.value = sign * self.rng.uniform(6.0, 10.0) * scale
+            elif kind == "level_shift":
+                window.value = sign * self.rng.uniform(3.0, 6.0) * scale
+                window.params["offset"] = window.value
+            elif kind == "drift":
+                total = sign * self.rng.uniform(4.0, 8.0) * scale
+                window.value = total / max(1, length * self.interval_ms / 1000)
+                window.params["slope_per_s"] = window.value
+            elif kind == "stuck":
+                window.value = readings[metric]
+                window.params["value"] = window.value
+            else:  # noise
+                window.value = self.rng.uniform(3.0, 5.0) * scale
+                window.params["sigma"] = window.value
+            self.values[metric] = window
+
+    def _apply_value(self, window: _Window, ts_ms: int, readings: dict[str, float]) -> None:
+        metric = window.metric
+        _, decimals = self.analog[metric]
+        x = readings[metric]
+        if window.kind == "spike":
+            x = round(x + window.value, decimals)
+            window.params.update({"value": x, "original": readings[metric]})
+        elif window.kind == "level_shift":
+            x += window.value
+        elif window.kind == "drift":
+            x += window.value * (ts_ms - window.start_ms) / 1000
+        elif window.kind == "stuck":
+            x = window.value
+        else:
+            x += self.rng.gauss(0.0, window.value)
+        readings[metric] = round(x, decimals)
+        self._touch(window, ts_ms)
+
+    def _open(self, kind: FaultKind, metric: str, ts_ms: int, length: int) -> _Window:
+        window = _Window(kind=kind, metric=metric, left=length, start_ms=ts_ms, last_ms=ts_ms)
+        if metric == "*":
+            self.windows[kind] = window
+        self._count(kind)
+        return window
+
+    def _touch(self, window: _Window, ts_ms: int) -> None:
+        window.last_ms = ts_ms
+        window.affected += 1
+        window.left -= 1
+        if window.left <= 0:
+            self._close(window)
+
+    def _close(self, window: _Window) -> None:
+        if window.metric == "*":
+            self.windows.pop(window.kind, None)
+        else:
+            self.values.pop(window.metric, None)
+        params = {"samples": window.affected, **window.params}
+        self.labels.append(
+            FaultLabel(self.device_id, window.metric, window.kind, window.start_ms, window.last_ms, params)
+        )
+
+    def label_message(self, kind: FaultKind, start_ms: int, end_ms: int, params: dict[str, object]) -> None:
+        """Label a fault of single messages (malformed, duplicate, out of order) once its seq is known."""
+        self._count(kind)
+        self.labels.append(FaultLabel(self.device_id, "*", kind, start_ms, end_ms, params))
+
+    def finish(self) -> None:
+        """Close every open window (a run ends): their labels end at the last affected sample."""
+        for window in [*self.values.values(), *self.windows.values()]:
+            if window.affected:
+                self._close(window)
+        self.values.clear()
+        self.windows.clear()
+
+    def take_labels(self) -> list[FaultLabel]:
+        labels, self.labels = self.labels, []
+        return labels
+
+    def take_started(self) -> list[FaultKind]:
+        started, self.started = self.started, []
+        return started
