@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from devices.catalog import Catalog
+from devices.downlink import CommandPublisher
 from ioc.settings import Settings
 from store.pool import Conn, Pool
 
@@ -18,6 +19,8 @@ class AppState:
     settings: Settings
     pool: Pool
     catalog: Catalog
+    # None when the API runs without a broker (commands are then refused with 503).
+    commands: CommandPublisher | None = None
 
 
 def get_state(request: Request) -> AppState:

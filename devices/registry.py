@@ -12,7 +12,9 @@ from devices.provinces import Province
 from ioc.errors import IocError, UnknownDevice
 from store.pool import Conn
 
-DEVICE_COLUMNS = "device_id, type_code, province, sector, name, status, created_at"
+DEVICE_COLUMNS = (
+    "device_id, type_code, province, sector, name, status, created_at, credential_status, report_interval_s"
+)
 
 
 class RegistryError(IocError):
@@ -28,6 +30,9 @@ class DeviceRecord:
     name: str
     status: str
     created_at: datetime
+    credential_status: str = "none"
+    # None = the device type's report interval
+    report_interval_s: float | None = None
 
     @property
     def active(self) -> bool:

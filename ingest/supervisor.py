@@ -33,8 +33,8 @@ def _worker_main(config: IngestConfig, log_level: str) -> None:
     IngestWorker(config, catalog=load_catalog()).run(stop)
 
 
-def worker_config(base: IngestConfig, index: int) -> IngestConfig:
-    return dataclasses.replace(base, client_id=f"{base.client_id}-{index}")
+def worker_config(base: IngestConfig, index: int, *, workers: int) -> IngestConfig:
+    return dataclasses.replace(base, client_id=f"{base.client_id}-{index}", shared_subscription=workers > 1)
 
 
 class IngestSupervisor:
@@ -55,7 +55,7 @@ class IngestSupervisor:
     def _start(self, index: int) -> None:
         proc = self._context.Process(
             target=_worker_main,
-            args=(worker_config(self._base, index), self._log_level),
+            args=(worker_config(self._base, index, workers=self._workers), self._log_level),
             name=f"ingest-{index}",
             daemon=False,
         )

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 from devices.catalog import Catalog, load_catalog
 from devices.provinces import load_provinces
+from devices.monitor import MonitorConfig, monitor_running
 from devices.registry import create_device, lookup_devices
 from firmware_sim.firmware import SimDevice
 from firmware_sim.fleet import Fleet, FleetConfig
@@ -74,12 +75,22 @@ def _serve_api(settings: Settings, urls: ServiceUrls, *, host: str, port: int, b
 
     from api.app import create_app
 
-    app = create_app(settings, database_url=urls.database_url, metrics_dir=settings.runtime_dir / "metrics")
+    app = create_app(
+        settings, database_url=urls.database_url, metrics_dir=settings.runtime_dir / "metrics", mqtt_url=urls.mqtt_url
+    )
     config = uvicorn.Config(app, host=host, port=port, log_level="warning")
     server = uvicorn.Server(config)
     if banner:
         print(banner, flush=True)
     server.run()
+
+
+def _monitor_running(urls: ServiceUrls) -> contextlib.AbstractContextManager[object]:
+    """Device status, command acks and timeouts, and the broker's access files kept in sync with the registry."""
+    config = MonitorConfig(
+        database_url=urls.database_url, broker=parse_broker_url(urls.mqtt_url), access=urls.broker_access
+    )
+    return monitor_running(config)
 
 
 def cmd_db_migrate(args: argparse.Namespace) -> int:
@@ -131,13 +142,14 @@ def cmd_up(args: argparse.Namespace) -> int:
     with center_services(settings) as urls:
         migrate_database(urls.database_url)
         port = _free_or(settings.api_port)
-        with _ingest_running(settings, urls, workers):
+        broker = parse_broker_url(urls.mqtt_url)
+        with _ingest_running(settings, urls, workers), _monitor_running(urls):
             _serve_api(
                 settings,
                 urls,
                 host=settings.api_host,
                 port=port,
-                banner=f"ioc is up: API http://{settings.api_host}:{port}/docs  MQTT {urls.mqtt_url}",
+                banner=f"ioc is up: API http://{settings.api_host}:{port}/docs  MQTT {broker.host}:{broker.port}",
             )
     return 0
 
@@ -161,7 +173,12 @@ def demo_fleet(catalog: Catalog, *, count: int, seed: int) -> list[SimDevice]:
     return fleet
 
 
-def _provision(database_url: str, fleet: list[SimDevice], catalog: Catalog, type_of: dict[str, str]) -> None:
+def _provision(database_url: str, fleet: list[SimDevice], catalog: Catalog, type_of: dict[str, str]) -> list[SimDevice]:
+    """Register the fleet (once) and give every simulated device a fresh secret for this run."""
+    import dataclasses
+
+    from devices.provisioning import rotate_secret
+
     with connect(database_url) as conn:
         known = lookup_devices(conn, [d.device_id for d in fleet])
         for device in fleet:
@@ -174,7 +191,9 @@ def _provision(database_url: str, fleet: list[SimDevice], catalog: Catalog, type
                     catalog=catalog,
                     name=f"demo {type_of[device.device_id]}",
                 )
+        secured = [dataclasses.replace(d, password=rotate_secret(conn, d.device_id, actor="ioc demo")) for d in fleet]
         conn.commit()
+    return secured
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -184,14 +203,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     type_of = {d.device_id: d.type_code for d in fleet}
     with center_services(settings) as urls:
         migrate_database(urls.database_url)
-        _provision(urls.database_url, fleet, catalog, type_of)
+        fleet = _provision(urls.database_url, fleet, catalog, type_of)
+        if urls.broker_access is not None:
+            from devices.access import sync_broker_access
+
+            with connect(urls.database_url) as conn:
+                sync_broker_access(conn, urls.broker_access)
         port = _free_or(settings.api_port)
         base = f"http://{settings.api_host}:{port}"
         sample = fleet[0]
+        sim_broker = parse_broker_url(urls.mqtt_url).with_credentials(None, None)
         banner = "\n".join(
             [
                 "",
-                f"ioc demo: {len(fleet)} simulated devices publish every {args.interval:g} s to {urls.mqtt_url}",
+                f"ioc demo: {len(fleet)} simulated devices publish every {args.interval:g} s to "
+                f"{sim_broker.host}:{sim_broker.port}",
                 f"  API docs        {base}/docs",
                 f"  devices         {base}/devices",
                 f"  one device      {base}/devices/{sample.device_id}",
@@ -202,11 +228,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
             ]
         )
         stop = threading.Event()
-        sim = Fleet(
-            FleetConfig(broker=parse_broker_url(urls.mqtt_url), devices=fleet, interval_s=args.interval, seed=args.seed)
-        )
+        sim = Fleet(FleetConfig(broker=sim_broker, devices=fleet, interval_s=args.interval, seed=args.seed))
         sim_thread = threading.Thread(target=sim.run, args=(stop,), name="demo-fleet", daemon=True)
-        with _ingest_running(settings, urls, settings.ingest_workers):
+        with _ingest_running(settings, urls, settings.ingest_workers), _monitor_running(urls):
             sim_thread.start()
             try:
                 _serve_api(settings, urls, host=settings.api_host, port=port, banner=banner)

@@ -18,7 +18,11 @@ import subprocess
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
+from urllib.parse import quote
+
+if TYPE_CHECKING:
+    from devices.access import BrokerAccessTarget
 
 from ioc.errors import RuntimeServiceError
 
@@ -28,6 +32,7 @@ SERVICE_USER = "ioc"
 DATABASE_NAME = "ioc"
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 60.0
+CENTER_MQTT_USERNAME = "ioc-center"
 
 
 def find_free_port() -> int:
@@ -196,26 +201,84 @@ class EmbeddedPostgres:
 class EmbeddedMosquitto:
     """A private Mosquitto 2 broker with persistence on; `with EmbeddedMosquitto(dir) as mq: mq.url`.
 
-    `extra_config` lines are appended to the generated config (the device registry adds its access control).
+    `extra_config` lines are appended to the generated config. With `auth=True` nobody connects anonymously:
+    the center uses the user `ioc-center` (its password is generated once into `center.secret`, mode 0600, and
+    is part of `url`), devices use the password file and ACL that `devices.access` renders from the registry.
     """
 
-    def __init__(self, root: Path, *, port: int | None = None, extra_config: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self, root: Path, *, port: int | None = None, extra_config: tuple[str, ...] = (), auth: bool = False
+    ) -> None:
         self.root = root.resolve()
         self.port = port or find_free_port()
         self.config_file = self.root / "mosquitto.conf"
         self.log_file = self.root / "mosquitto.log"
+        self.password_file = self.root / "passwd"
+        self.acl_file = self.root / "acl"
         self.extra_config = extra_config
+        self.auth = auth
+        self._center_secret_file = self.root / "center.secret"
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
+        """Where the center connects: with the center's credentials when `auth` is on."""
+        if not self.auth:
+            return self.device_url
+        return f"mqtt://{CENTER_MQTT_USERNAME}:{quote(self.center_password, safe='')}@127.0.0.1:{self.port}"
+
+    @property
+    def device_url(self) -> str:
+        """The broker's address without credentials (devices bring their own)."""
         return f"mqtt://127.0.0.1:{self.port}"
+
+    @property
+    def center_password(self) -> str:
+        """The center's broker password, generated on first use and kept readable by this user only."""
+        if not self._center_secret_file.exists():
+            import secrets
+
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self._center_secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(secrets.token_urlsafe(24))
+        return self._center_secret_file.read_text(encoding="utf-8").strip()
+
+    def access_target(self) -> BrokerAccessTarget:
+        """Where `devices.access` writes this broker's access files and how it reloads them."""
+        from devices.access import BrokerAccessTarget
+
+        return BrokerAccessTarget(
+            password_file=self.password_file,
+            acl_file=self.acl_file,
+            center_username=CENTER_MQTT_USERNAME,
+            center_password=self.center_password,
+            reload=self.reload,
+        )
+
+    def _write_access_files(self) -> None:
+        """First start: only the center may connect until the registry is synced; later starts keep the files."""
+        from devices.access import write_access_files
+
+        if self.password_file.exists() and self.acl_file.exists():
+            return  # the registry sync of the center that starts now rewrites them
+        for path in (self.password_file, self.acl_file):
+            path.touch(mode=0o600)
+            user = _service_user()
+            if user is not None:
+                os.chown(path, user.pw_uid, user.pw_gid)
+        write_access_files(self.access_target(), [])
 
     def _write_config(self) -> None:
         _own_dir(self.root)
+        if self.auth:
+            self._write_access_files()
+            access = ["allow_anonymous false", f"password_file {self.password_file}", f"acl_file {self.acl_file}"]
+        else:
+            access = ["allow_anonymous true"]
         lines = [
             f"listener {self.port} 127.0.0.1",
-            "allow_anonymous true",
+            *access,
             "persistence true",
             f"persistence_location {self.root}/",
             "autosave_interval 30",

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from devices.access import BrokerAccessTarget
 from devices.catalog import load_catalog
 from devices.provinces import load_provinces
 from devices.registry import sync_catalog, sync_provinces
@@ -22,12 +23,15 @@ _LOGGER = logging.getLogger(__name__)
 class ServiceUrls:
     database_url: str
     mqtt_url: str
+    # Where the registry's broker access files go; None = the broker is managed elsewhere.
+    broker_access: BrokerAccessTarget | None = None
 
 
 @contextlib.contextmanager
 def center_services(settings: Settings) -> Iterator[ServiceUrls]:
     """The URLs to use; embedded services are started for unset ones and stopped on exit."""
     with contextlib.ExitStack() as stack:
+        broker_access: BrokerAccessTarget | None = None
         if settings.database_url is not None:
             database_url = settings.database_url.get_secret_value()
         else:
@@ -39,10 +43,13 @@ def center_services(settings: Settings) -> Iterator[ServiceUrls]:
             mqtt_url = settings.mqtt_url.get_secret_value()
         else:
             mq = stack.enter_context(
-                EmbeddedMosquitto(settings.runtime_dir / "mosquitto", port=_sticky_port(settings, "mosquitto"))
+                EmbeddedMosquitto(
+                    settings.runtime_dir / "mosquitto", port=_sticky_port(settings, "mosquitto"), auth=True
+                )
             )
             mqtt_url = mq.url
-        yield ServiceUrls(database_url=database_url, mqtt_url=mqtt_url)
+            broker_access = mq.access_target()
+        yield ServiceUrls(database_url=database_url, mqtt_url=mqtt_url, broker_access=broker_access)
 
 
 def _sticky_port(settings: Settings, service: str) -> int | None:

@@ -1,0 +1,74 @@
+"""Commands to devices: send one (operator), read a device's command history."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel, Field
+
+from api.auth import OperatorDep
+from api.state import ConnDep, StateDep
+from devices.downlink import CommandError, CommandRecord, create_command, list_commands, mark_command
+from devices.registry import get_device
+from ioc.errors import UnknownDevice
+
+router = APIRouter(prefix="/devices", tags=["commands"])
+
+
+class CommandCreate(BaseModel):
+    name: str = Field(description="set_interval, reboot or ping")
+    params: dict[str, object] = Field(default_factory=dict, description='set_interval: {"seconds": 60}')
+
+
+class CommandPublic(BaseModel):
+    command_id: str
+    device_id: str
+    name: str
+    params: dict[str, object]
+    status: str
+    created_at: datetime
+    sent_at: datetime | None
+    acked_at: datetime | None
+    detail: str
+    actor: str
+
+
+def _public(c: CommandRecord) -> CommandPublic:
+    return CommandPublic.model_validate(c, from_attributes=True)
+
+
+@router.post("/{device_id}/commands", status_code=202)
+def send_command(
+    conn: ConnDep, state: StateDep, operator: OperatorDep, device_id: str, body: CommandCreate
+) -> CommandPublic:
+    """Record the command, publish it on the device's `cmd` topic (QoS 1); the ack arrives later."""
+    if state.commands is None:
+        raise HTTPException(status_code=503, detail="this API runs without a broker connection")
+    try:
+        command, device = create_command(
+            conn, device_id=device_id, name=body.name, params=body.params, actor=operator.name
+        )
+    except UnknownDevice as exc:
+        raise HTTPException(status_code=404, detail=f"unknown device {device_id!r}") from exc
+    except CommandError as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from exc
+    conn.commit()  # recorded before it is sent: a fast ack always finds its command
+    if state.commands.send(device, command):
+        command = mark_command(conn, command.command_id, status="sent")
+    else:
+        command = mark_command(conn, command.command_id, status="failed", detail="broker did not accept the command")
+    conn.commit()
+    return _public(command)
+
+
+@router.get("/{device_id}/commands")
+def read_commands(
+    conn: ConnDep, device_id: str, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> list[CommandPublic]:
+    try:
+        get_device(conn, device_id)
+    except UnknownDevice as exc:
+        raise HTTPException(status_code=404, detail=f"unknown device {device_id!r}") from exc
+    return [_public(c) for c in list_commands(conn, device_id, limit=limit)]

@@ -1,0 +1,368 @@
+"""Registry changes with credentials: provision (one or a CSV of many), update, move, decommission,
+rotate and revoke secrets. Every change is audited in the caller's transaction; secrets are returned once
+and never stored, only their hash (see `devices.credentials`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+import psycopg
+
+from devices.audit import record_audit, record_audit_many
+from devices.catalog import Catalog
+from devices.credentials import generate_secret, hash_secret
+from devices.registry import DEVICE_COLUMNS, DeviceRecord, RegistryError, get_device
+from ioc.errors import UnknownDevice
+from store.pool import Conn
+
+DEVICE_ID_RE: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+CSV_REQUIRED_COLUMNS: Final = ("device_id", "type_code", "province")
+CSV_OPTIONAL_COLUMNS: Final = ("name", "report_interval_s")
+NAME_MAX_CHARS: Final = 200
+
+
+class DuplicateDevice(RegistryError):
+    """A device id that is already registered."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProvisionedDevice:
+    """A new device and its secret: the only time the secret exists outside the device."""
+
+    device: DeviceRecord
+    secret: str
+
+    def __repr__(self) -> str:  # never print a secret
+        return f"ProvisionedDevice(device={self.device!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class ImportRow:
+    """One CSV row's outcome: `secret` is set for rows that were provisioned."""
+
+    row: int
+    device_id: str
+    ok: bool
+    reason: str = ""
+    secret: str = ""
+
+    def __repr__(self) -> str:
+        return f"ImportRow(row={self.row}, device_id={self.device_id!r}, ok={self.ok}, reason={self.reason!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class _NewDevice:
+    device_id: str
+    type_code: str
+    province: str
+    sector: str
+    name: str
+    report_interval_s: float | None
+
+
+def _known_provinces(conn: Conn) -> set[str]:
+    return {str(r[0]) for r in conn.execute("SELECT code FROM provinces").fetchall()}
+
+
+def _check_new(
+    *,
+    device_id: str,
+    type_code: str,
+    province: str,
+    name: str,
+    report_interval_s: float | None,
+    catalog: Catalog,
+    provinces: set[str],
+) -> _NewDevice:
+    """The device to insert, or RegistryError saying what is wrong with it."""
+    if DEVICE_ID_RE.fullmatch(device_id) is None:
+        raise RegistryError(f"bad device id {device_id[:80]!r}: use 1-64 of A-Z a-z 0-9 _ . -")
+    dtype = catalog.get(type_code)
+    if dtype is None:
+        raise RegistryError(f"unknown device type {type_code!r}")
+    if province not in provinces:
+        raise RegistryError(f"unknown province {province!r}")
+    if len(name) > NAME_MAX_CHARS:
+        raise RegistryError(f"name longer than {NAME_MAX_CHARS} characters")
+    if report_interval_s is not None and not report_interval_s > 0:
+        raise RegistryError(f"report interval must be positive, got {report_interval_s}")
+    return _NewDevice(device_id, type_code, province, dtype.sector, name, report_interval_s)
+
+
+def provision_device(
+    conn: Conn,
+    *,
+    device_id: str,
+    type_code: str,
+    province: str,
+    catalog: Catalog,
+    actor: str,
+    name: str = "",
+    report_interval_s: float | None = None,
+) -> ProvisionedDevice:
+    """Register a device with a fresh secret; RegistryError (DuplicateDevice) when it cannot be."""
+    new = _check_new(
+        device_id=device_id,
+        type_code=type_code,
+        province=province,
+        name=name,
+        report_interval_s=report_interval_s,
+        catalog=catalog,
+        provinces=_known_provinces(conn),
+    )
+    secret = generate_secret()
+    row = conn.execute(
+        "INSERT INTO devices (device_id, type_code, province, sector, name, report_interval_s, secret_hash, "
+        "credential_status, credential_changed_at) VALUES (%s, %s, %s, %s, %s, %s, %s, 'active', now()) "
+        f"ON CONFLICT (device_id) DO NOTHING RETURNING {DEVICE_COLUMNS}",
+        (new.device_id, new.type_code, new.province, new.sector, new.name, new.report_interval_s, hash_secret(secret)),
+    ).fetchone()
+    if row is None:
+        raise DuplicateDevice(f"device {device_id!r} already exists")
+    record_audit(
+        conn,
+        actor=actor,
+        action="device.create",
+        target=device_id,
+        details={"type_code": type_code, "province": province, "name": name, "report_interval_s": report_interval_s},
+    )
+    return ProvisionedDevice(device=DeviceRecord(*row), secret=secret)
+
+
+_UNSET: Final = object()
+
+
+def update_device(
+    conn: Conn,
+    device_id: str,
+    *,
+    actor: str,
+    name: str | None = None,
+    province: str | None = None,
+    report_interval_s: float | object | None = _UNSET,
+) -> DeviceRecord:
+    """Change a device's name, province (a move: readings keep the device id, so history stays) or report
+    interval (None = back to the type's). Each change is audited with its old and new value."""
+    before = get_device(conn, device_id)
+    if not before.active:
+        raise RegistryError(f"device {device_id!r} is decommissioned")
+    changes: dict[str, tuple[object, object]] = {}
+    if name is not None and name != before.name:
+        if len(name) > NAME_MAX_CHARS:
+            raise RegistryError(f"name longer than {NAME_MAX_CHARS} characters")
+        changes["name"] = (before.name, name)
+    if province is not None and province != before.province:
+        if province not in _known_provinces(conn):
+            raise RegistryError(f"unknown province {province!r}")
+        changes["province"] = (before.province, province)
+    if report_interval_s is not _UNSET and report_interval_s != before.report_interval_s:
+        if report_interval_s is not None and not (isinstance(report_interval_s, int | float) and report_interval_s > 0):
+            raise RegistryError(f"report interval must be positive, got {report_interval_s}")
+        changes["report_interval_s"] = (before.report_interval_s, report_interval_s)
+    if not changes:
+        return before
+    row = conn.execute(
+        "UPDATE devices SET name = %s, province = %s, report_interval_s = %s, updated_at = now() "
+        f"WHERE device_id = %s RETURNING {DEVICE_COLUMNS}",
+        (
+            changes.get("name", (None, before.name))[1],
+            changes.get("province", (None, before.province))[1],
+            changes.get("report_interval_s", (None, before.report_interval_s))[1],
+            device_id,
+        ),
+    ).fetchone()
+    if row is None:
+        raise UnknownDevice(device_id)
+    action = "device.move" if set(changes) == {"province"} else "device.update"
+    record_audit(
+        conn,
+        actor=actor,
+        action=action,
+        target=device_id,
+        details={key: {"from": old, "to": new} for key, (old, new) in changes.items()},
+    )
+    return DeviceRecord(*row)
+
+
+def decommission_device(conn: Conn, device_id: str, *, actor: str, reason: str = "") -> DeviceRecord:
+    """Retire a device: its credentials are revoked (the broker cuts it off), its history stays."""
+    row = conn.execute(
+        "UPDATE devices SET status = 'decommissioned', decommissioned_at = now(), updated_at = now(), "
+        "secret_hash = NULL, credential_status = CASE WHEN credential_status = 'none' THEN 'none' ELSE 'revoked' END, "
+        "credential_changed_at = now() "
+        f"WHERE device_id = %s AND status = 'active' RETURNING {DEVICE_COLUMNS}",
+        (device_id,),
+    ).fetchone()
+    if row is None:
+        get_device(conn, device_id)  # UnknownDevice when it does not exist
+        raise RegistryError(f"device {device_id!r} is already decommissioned")
+    record_audit(conn, actor=actor, action="device.decommission", target=device_id, details={"reason": reason})
+    return DeviceRecord(*row)
+
+
+def rotate_secret(conn: Conn, device_id: str, *, actor: str) -> str:
+    """A new secret for an active device (also re-enables a revoked one); the old one stops working at the
+    next broker sync, which also disconnects a session that used it."""
+    cur = conn.execute(
+        "UPDATE devices SET secret_hash = %s, credential_status = 'active', credential_changed_at = now(), "
+        "updated_at = now() WHERE device_id = %s AND status = 'active'",
+        (hash_secret(secret := generate_secret()), device_id),
+    )
+    if cur.rowcount == 0:
+        device = get_device(conn, device_id)
+        raise RegistryError(f"device {device.device_id!r} is decommissioned")
+    record_audit(conn, actor=actor, action="device.rotate_secret", target=device_id, details={})
+    return secret
+
+
+def revoke_secret(conn: Conn, device_id: str, *, actor: str, reason: str = "") -> DeviceRecord:
+    """Revoke a device's credentials: it can no longer connect, and a live session is cut off at the next sync."""
+    row = conn.execute(
+        "UPDATE devices SET secret_hash = NULL, credential_status = 'revoked', credential_changed_at = now(), "
+        f"updated_at = now() WHERE device_id = %s RETURNING {DEVICE_COLUMNS}",
+        (device_id,),
+    ).fetchone()
+    if row is None:
+        raise UnknownDevice(device_id)
+    record_audit(conn, actor=actor, action="device.revoke", target=device_id, details={"reason": reason})
+    return DeviceRecord(*row)
+
+
+def _parse_interval(text: str) -> float | None:
+    if not text.strip():
+        return None
+    try:
+        return float(text)
+    except ValueError as exc:
+        raise RegistryError(f"report_interval_s {text[:40]!r} is not a number") from exc
+
+
+def import_devices_csv(conn: Conn, text: str, *, catalog: Catalog, actor: str) -> list[ImportRow]:
+    """Provision every good row of a CSV (`device_id,type_code,province[,name][,report_interval_s]`) and
+    report each row: a bad row is reported with its reason and does not stop the good ones.
+
+    Rows are checked in Python (type, province, id, duplicates in the file and in the registry), then the
+    good ones go in with one COPY; should that lose a race with a concurrent insert, each row is retried on
+    its own savepoint so the report stays exact. Row numbers count the header as row 1, as a spreadsheet does.
+    """
+    reader = csv.DictReader(io.StringIO(text))
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    missing = [c for c in CSV_REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise RegistryError(f"CSV header lacks {', '.join(missing)} (has {', '.join(header) or 'nothing'})")
+    reader.fieldnames = header
+    provinces = _known_provinces(conn)
+    report: dict[int, ImportRow] = {}
+    candidates: list[tuple[int, _NewDevice]] = []
+    seen: dict[str, int] = {}
+    for index, raw in enumerate(reader, start=2):
+        row = {k: (v or "").strip() for k, v in raw.items() if k is not None}
+        device_id = row.get("device_id", "")
+        try:
+            new = _check_row(raw, row, seen, catalog=catalog, provinces=provinces)
+        except RegistryError as exc:
+            report[index] = ImportRow(row=index, device_id=device_id, ok=False, reason=str(exc))
+            continue
+        seen[device_id] = index
+        candidates.append((index, new))
+    return _insert_checked(conn, report, candidates, actor=actor)
+
+
+def _check_row(
+    raw: Mapping[str | None, object],
+    row: Mapping[str, str],
+    seen: Mapping[str, int],
+    *,
+    catalog: Catalog,
+    provinces: set[str],
+) -> _NewDevice:
+    if None in raw:
+        raise RegistryError("more fields than the header has")
+    device_id = row.get("device_id", "")
+    new = _check_new(
+        device_id=device_id,
+        type_code=row.get("type_code", ""),
+        province=row.get("province", ""),
+        name=row.get("name", ""),
+        report_interval_s=_parse_interval(row.get("report_interval_s", "")),
+        catalog=catalog,
+        provinces=provinces,
+    )
+    if device_id in seen:
+        raise RegistryError(f"device id repeats row {seen[device_id]}")
+    return new
+
+
+def _insert_checked(
+    conn: Conn, report: dict[int, ImportRow], candidates: list[tuple[int, _NewDevice]], *, actor: str
+) -> list[ImportRow]:
+    existing = {
+        str(r[0])
+        for r in conn.execute(
+            "SELECT device_id FROM devices WHERE device_id = ANY(%s)", ([n.device_id for _, n in candidates],)
+        ).fetchall()
+    }
+    fresh = []
+    for index, new in candidates:
+        if new.device_id in existing:
+            report[index] = ImportRow(index, new.device_id, ok=False, reason=f"device {new.device_id!r} already exists")
+        else:
+            fresh.append((index, new, generate_secret()))
+    hashed = [(index, new, secret, hash_secret(secret)) for index, new, secret in fresh]
+    try:
+        with conn.transaction():
+            _copy_devices(conn, [(new, digest) for _, new, _, digest in hashed])
+        for index, new, secret, _ in hashed:
+            report[index] = ImportRow(index, new.device_id, ok=True, secret=secret)
+    except psycopg.errors.UniqueViolation:
+        for index, new, secret, digest in hashed:
+            report[index] = _insert_one(conn, index, new, secret, digest)
+    record_audit_many(
+        conn,
+        [(actor, "device.create", r.device_id, {"via": "csv_import", "row": r.row}) for r in report.values() if r.ok],
+    )
+    return [report[i] for i in sorted(report)]
+
+
+def _copy_devices(conn: Conn, rows: Iterable[tuple[_NewDevice, str]]) -> None:
+    columns = "device_id, type_code, province, sector, name, report_interval_s, secret_hash, credential_status, credential_changed_at"
+    with conn.cursor() as cur, cur.copy(f"COPY devices ({columns}) FROM STDIN") as copy:
+        for new, digest in rows:
+            copy.write_row(
+                (
+                    new.device_id,
+                    new.type_code,
+                    new.province,
+                    new.sector,
+                    new.name,
+                    new.report_interval_s,
+                    digest,
+                    "active",
+                    "now",
+                )
+            )
+
+
+def _insert_one(conn: Conn, index: int, new: _NewDevice, secret: str, digest: str) -> ImportRow:
+    try:
+        with conn.transaction():
+            _copy_devices(conn, [(new, digest)])
+    except psycopg.errors.UniqueViolation:
+        return ImportRow(index, new.device_id, ok=False, reason=f"device {new.device_id!r} already exists")
+    return ImportRow(index, new.device_id, ok=True, secret=secret)
+
+
+def import_summary(rows: Iterable[ImportRow]) -> Mapping[str, int]:
+    ok = failed = 0
+    for r in rows:
+        if r.ok:
+            ok += 1
+        else:
+            failed += 1
+    return {"ok": ok, "failed": failed}
