@@ -1,0 +1,1 @@
+"""Analytics: detectors, NAB evaluation, and the `detect` / `eval nab` commands (imports nothing here)."""

@@ -138,7 +138,7 @@ def sweep_weights(rows: int, windows: Sequence[tuple[int, int]], cost: CostMatri
     with np.errstate(over="ignore"):
         curve = np.where(position >= 3.0, -1.0, 2.0 / (1.0 + np.exp(5.0 * position)) - 1.0)
     weights = np.where(in_window, curve * cost.tp_weight / scaled_sigmoid(-1.0), curve * cost.fp_weight)
-    window_of[: int(math.ceil(probation_length(rows)))] = _PROBATION
+    window_of[: math.ceil(probation_length(rows))] = _PROBATION
     return weights, window_of
 
 
@@ -180,7 +180,7 @@ def _file_scores(scores_by_file: Mapping[str, FloatArray], nab_file: NabFile) ->
     return np.nan_to_num(file_scores, nan=0.0)
 
 
-def sweep_thresholds(sweep: _Sweep, cost: CostMatrix) -> tuple[FloatArray, FloatArray]:
+def _sweep_thresholds(sweep: _Sweep, cost: CostMatrix) -> tuple[FloatArray, FloatArray]:
     """Corpus score for every distinct threshold (detections are scores >= threshold), highest first.
 
     The first entry is "nothing detected". Each window contributes the reward of its earliest detected
@@ -215,7 +215,11 @@ def sweep_thresholds(sweep: _Sweep, cost: CostMatrix) -> tuple[FloatArray, Float
     running = base + np.cumsum(delta)
     last_of_value = np.ones(sorted_scores.shape[0], dtype=bool)
     last_of_value[:-1] = sorted_scores[1:] != sorted_scores[:-1]
-    top = max(NO_DETECTION_THRESHOLD, float(np.nextafter(sorted_scores[0], np.inf))) if order.size else 1.1
+    top = (
+        max(NO_DETECTION_THRESHOLD, float(np.nextafter(sorted_scores[0], np.inf)))
+        if order.size
+        else NO_DETECTION_THRESHOLD
+    )
     thresholds = np.concatenate(([top], sorted_scores[last_of_value]))
     totals = np.concatenate(([base], running[last_of_value]))
     return thresholds, totals
@@ -251,33 +255,41 @@ def _score_at(
         acc[4] += raw
     result = []
     for category in sorted(per_category):
-        files, windows, hits, fps, raw = per_category[category]
-        null, perfect = -cost.fn_weight * windows, cost.tp_weight * windows
-        normalized = 100.0 * (raw - null) / (perfect - null) if perfect != null else None
+        n_files, n_windows, n_hits, n_fps, cat_raw = per_category[category]
+        null, perfect = -cost.fn_weight * n_windows, cost.tp_weight * n_windows
+        normalized = 100.0 * (cat_raw - null) / (perfect - null) if perfect != null else None
         result.append(
             CategoryScore(
                 category=category,
-                files=int(files),
-                windows=int(windows),
-                detected_windows=int(hits),
-                false_positives=int(fps),
-                raw_score=raw,
+                files=int(n_files),
+                windows=int(n_windows),
+                detected_windows=int(n_hits),
+                false_positives=int(n_fps),
+                raw_score=cat_raw,
                 normalized_score=normalized,
             )
         )
     return tuple(result)
 
 
-def score_profile(corpus: Corpus, scores_by_file: Mapping[str, FloatArray], *, profile: str) -> ProfileResult:
-    """Choose the corpus-wide threshold that maximises the profile's score and normalise it."""
+def score_profile(
+    corpus: Corpus,
+    scores_by_file: Mapping[str, FloatArray],
+    *,
+    profile: str,
+    threshold: float | None = None,
+) -> ProfileResult:
+    """Score one profile at the corpus-wide threshold that maximises it (or at a given `threshold`)."""
     cost = corpus.profiles[profile]
     sweep = _build_sweep(corpus, scores_by_file, cost)
-    thresholds, totals = sweep_thresholds(sweep, cost)
-    best = int(np.argmax(totals))  # first maximum = highest threshold, as NAB's stable sort
-    threshold, raw = float(thresholds[best]), float(totals[best])
+    if threshold is None:
+        thresholds, totals = _sweep_thresholds(sweep, cost)
+        best = int(np.argmax(totals))  # first maximum = highest threshold, as NAB's stable sort
+        threshold = float(thresholds[best])
+    categories = _score_at(corpus, scores_by_file, cost, threshold)
+    raw = sum(c.raw_score for c in categories)
     null = -cost.fn_weight * sweep.windows
     perfect = cost.tp_weight * sum(len(f.windows) for f in corpus.files)
-    categories = _score_at(corpus, scores_by_file, cost, threshold)
     return ProfileResult(
         profile=profile,
         threshold=threshold,

@@ -1,147 +1,181 @@
-"""Streaming univariate detector (scratch v1, tuned on NAB)."""
+"""Streaming univariate anomaly detector: one instance per series, plain Python floats per point.
+
+Evidence for each point, causal and in O(1):
+- the prediction residual of the better of two baselines (an EWMA level, or a time-of-day profile when
+  that has been predicting better), scaled by that baseline's running mean absolute error and squashed
+  to a raw surprise in [0, 1);
+- an anomaly likelihood in the manner of HTM: a short average of raw surprise against its long-run mean
+  and standard deviation, in standard deviations;
+- spatial novelty: how far the value leaves the range seen so far.
+After an alert the evidence is damped for a while (one alert per incident), the first `warmup_points`
+only train the model, and the output is a smooth squash of the evidence into (0, 1) that never saturates.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
+
+STATE_VERSION = 1
+SECONDS_PER_DAY = 86400.0
 
 
 @dataclass(frozen=True, slots=True)
 class DetectorConfig:
-    warmup_points: int = 150
-    mean_alpha: float = 0.1
-    dev_alpha: float = 0.01
-    raw_scale: float = 3.0
-    short_alpha: float = 0.2
-    long_alpha: float = 0.001
-    spatial_tolerance: float = 0.05
-    spatial_gain: float = 10.0
-    suppress_points: int = 200
-    suppress_factor: float = 0.3
-    trigger: float = 4.0
-    squash_scale: float = 4.0
-    peak_decay: float = 0.0
-    peak_floor: float = 1.0
-    use_peak: bool = False
-    peak_start: int = 100
-    raw_mode: str = "resid"
-    buckets: int = 40
-    order: int = 2
-    raw_mix: float = 0.5
+    """Tunables of `UnivariateDetector`; the defaults are the ones evaluated on NAB."""
+
+    warmup_points: int = 100  # learn only; scores stay at the floor
+    level_alpha: float = 0.02  # EWMA baseline
+    error_alpha: float = 0.002  # running mean absolute error of each baseline
+    surprise_scale: float = 15.0  # residual (in mean errors) at which raw surprise is 0.5
+    short_alpha: float = 0.2  # short average of raw surprise (~10 points)
+    long_alpha: float = 0.0015  # long-run mean/variance of raw surprise
+    likelihood_floor: float = 1e-3  # minimum standard deviation of raw surprise
+    spatial_tolerance: float = 0.0  # fraction of the seen range a value may exceed it by
+    spatial_gain: float = 3.0  # evidence per range-fraction beyond the tolerance
+    season_bins: int = 96  # time-of-day profile resolution (0 disables it)
+    season_alpha: float = 0.4  # how fast a profile bin follows new days
+    season_margin: float = 1.25  # profile used only when its error is this much smaller
+    season_period_s: float = SECONDS_PER_DAY
+    alert_evidence: float = 4.5  # evidence that counts as an alert (and starts damping)
+    damping_points: int = 20  # points damped after an alert
+    damping_factor: float = 0.6
+    squash_scale: float = 4.0  # output = 0.5 + 0.5 * e / (|e| + squash_scale)
+
+    @property
+    def threshold(self) -> float:
+        """Output score at which a point is an alert."""
+        return squash(self.alert_evidence, self.squash_scale)
 
 
-_STATE_FIELDS = (
+def squash(evidence: float, scale: float) -> float:
+    """Map evidence (any real) smoothly into (0, 1); distinct inputs stay distinct in practice."""
+    return 0.5 + 0.5 * evidence / (abs(evidence) + scale)
+
+
+_SCALARS = (
     "n",
     "lo",
     "hi",
-    "mean",
-    "dev",
+    "level",
+    "level_error",
+    "season_error",
     "short",
     "long_mean",
     "long_var",
-    "suppress_left",
-    "peak",
-    "resolution",
-    "history",
-    "table",
+    "damping_left",
 )
 
 
 class UnivariateDetector:
-    __slots__ = ("config", *_STATE_FIELDS)
+    """Scores one series point by point; `state_dict()` / `from_state()` persist it between runs."""
+
+    __slots__ = ("config", "profile", *_SCALARS)
 
     def __init__(self, config: DetectorConfig | None = None) -> None:
         self.config = config or DetectorConfig()
         self.n = 0
         self.lo = 0.0
         self.hi = 0.0
-        self.mean = 0.0
-        self.dev = 0.0
+        self.level = 0.0
+        self.level_error = 0.0
+        self.season_error = 0.0
         self.short = 0.0
         self.long_mean = 0.0
         self.long_var = 0.0
-        self.suppress_left = 0
-        self.peak = 0.0
-        self.resolution = 0.0
-        self.history: list[int] = []
-        self.table: dict[tuple[int, ...], dict[int, int]] = {}
+        self.damping_left = 0
+        self.profile: list[float | None] = [None] * self.config.season_bins
+
+    @property
+    def threshold(self) -> float:
+        return self.config.threshold
+
+    def state_dict(self) -> dict[str, Any]:
+        """The learned state as JSON-compatible values (floats, ints, lists, None)."""
+        state: dict[str, Any] = {name: getattr(self, name) for name in _SCALARS}
+        state["profile"] = list(self.profile)
+        state["version"] = STATE_VERSION
+        return state
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any], config: DetectorConfig | None = None) -> UnivariateDetector:
+        """Rebuild a detector from `state_dict()` output (e.g. after a JSON round trip)."""
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"unsupported detector state version: {state.get('version')!r}")
+        detector = cls(config)
+        profile = list(state["profile"])
+        if len(profile) != detector.config.season_bins:
+            raise ValueError("detector state does not match the configuration's season_bins")
+        for name in _SCALARS:
+            value = state[name]
+            setattr(detector, name, int(value) if name in ("n", "damping_left") else float(value))
+        detector.profile = [None if v is None else float(v) for v in profile]
+        return detector
 
     def update(self, t: float, x: float) -> float:
+        """Learn from value `x` at epoch seconds `t` and return its anomaly score in (0, 1).
+
+        A missing value (NaN) leaves the state untouched and scores as normal.
+        """
         cfg = self.config
+        floor_score = squash(-cfg.squash_scale, cfg.squash_scale)
+        if math.isnan(x):
+            return floor_score
         self.n += 1
         if self.n == 1:
-            self.lo = self.hi = self.mean = x
-            return 0.0
+            self.lo = self.hi = self.level = x
+            return floor_score
+
         lo, hi = self.lo, self.hi
         span = hi - lo
+        excess = 0.0
         if x > hi:
             excess = (x - hi) / span if span > 0 else 1.0
             self.hi = x
         elif x < lo:
             excess = (lo - x) / span if span > 0 else 1.0
             self.lo = x
-        else:
-            excess = 0.0
-        resid = x - self.mean
+
+        # Residuals of both baselines, each scaled by its own running mean absolute error.
         floor = 1e-3 * (span if span > 0 else (abs(x) if x != 0 else 1.0))
-        z = abs(resid) / (self.dev + floor)
-        self.mean += cfg.mean_alpha * resid
-        self.dev += cfg.dev_alpha * (abs(resid) - self.dev)
-        raw = z * z / (z * z + cfg.raw_scale * cfg.raw_scale)
-        if cfg.raw_mode != "resid":
-            if self.n <= cfg.warmup_points or self.resolution <= 0:
-                self.resolution = (self.hi - self.lo) / cfg.buckets
-            res = self.resolution if self.resolution > 0 else 1.0
-            b = math.floor(x / res)
-            hist = self.history
-            surprise = 1.0
-            if len(hist) >= cfg.order:
-                ctx = tuple(hist[-cfg.order:])
-                row = self.table.get(ctx)
-                if row is None:
-                    row = self.table[ctx] = {}
-                    surprise = 1.0
-                else:
-                    total = sum(row.values())
-                    near = row.get(b, 0) + 0.5 * (row.get(b - 1, 0) + row.get(b + 1, 0))
-                    surprise = 1.0 - min(1.0, near / total) if total else 1.0
-                row[b] = row.get(b, 0) + 1
-            hist.append(b)
-            if len(hist) > cfg.order:
-                del hist[0]
-            if cfg.raw_mode == "seq":
-                raw = surprise
-            else:
-                raw = cfg.raw_mix * surprise + (1 - cfg.raw_mix) * raw
+        residual = x - self.level
+        deviation = abs(residual) / (self.level_error + floor)
+        self.level += cfg.level_alpha * residual
+        level_error = self.level_error
+        self.level_error += cfg.error_alpha * (abs(residual) - level_error)
+        if cfg.season_bins:
+            phase = (t % cfg.season_period_s) / cfg.season_period_s
+            k = min(int(phase * cfg.season_bins), cfg.season_bins - 1)
+            expected = self.profile[k]
+            season_residual = x - (expected if expected is not None else self.level)
+            if self.season_error * cfg.season_margin < level_error:
+                deviation = abs(season_residual) / (self.season_error + floor)
+            self.season_error += cfg.error_alpha * (abs(season_residual) - self.season_error)
+            self.profile[k] = x if expected is None else expected + cfg.season_alpha * (x - expected)
+
+        # Likelihood: short average of raw surprise against its long-run distribution.
+        scale2 = cfg.surprise_scale * cfg.surprise_scale
+        raw = deviation * deviation / (deviation * deviation + scale2)
         self.short += cfg.short_alpha * (raw - self.short)
-        d = raw - self.long_mean
-        self.long_mean += cfg.long_alpha * d
-        self.long_var = (1 - cfg.long_alpha) * (self.long_var + cfg.long_alpha * d * d)
-        sd = math.sqrt(self.long_var) + 1e-3
-        z_like = (self.short - self.long_mean) / sd
-        evidence = max(
-            z_like,
-            cfg.spatial_gain * (excess - cfg.spatial_tolerance) + cfg.trigger
-            if excess > cfg.spatial_tolerance
-            else 0.0,
-        )
-        if cfg.use_peak:
-            ratio = evidence / max(self.peak, cfg.peak_floor)
-            if self.n > cfg.peak_start:
-                self.peak = max(self.peak * (1.0 - cfg.peak_decay), evidence)
-            evidence = ratio
+        delta = raw - self.long_mean
+        self.long_mean += cfg.long_alpha * delta
+        self.long_var = (1.0 - cfg.long_alpha) * (self.long_var + cfg.long_alpha * delta * delta)
+        evidence = (self.short - self.long_mean) / (math.sqrt(self.long_var) + cfg.likelihood_floor)
+        if excess > cfg.spatial_tolerance:
+            evidence = max(evidence, cfg.alert_evidence + cfg.spatial_gain * (excess - cfg.spatial_tolerance))
+
         if self.n <= cfg.warmup_points:
-            return 0.0
-        if self.suppress_left > 0:
-            self.suppress_left -= 1
-            evidence *= cfg.suppress_factor
-        elif evidence > cfg.trigger:
-            self.suppress_left = cfg.suppress_points
-        if evidence <= 0:
-            return 0.0
-        return evidence / (evidence + cfg.squash_scale)
+            return floor_score
+        if self.damping_left > 0:
+            self.damping_left -= 1
+            evidence *= cfg.damping_factor
+        elif evidence > cfg.alert_evidence:
+            self.damping_left = cfg.damping_points
+        return squash(evidence, cfg.squash_scale)
 
-
-def score_series(times, values, config=None):
-    det = UnivariateDetector(config)
-    return [det.update(t, x) for t, x in zip(times, values)]
+    def score_series(self, times: Iterable[float], values: Iterable[float]) -> list[float]:
+        """Feed a whole series in order (continuing from the current state)."""
+        update = self.update
+        return [update(t, x) for t, x in zip(times, values, strict=True)]

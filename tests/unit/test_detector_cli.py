@@ -1,0 +1,91 @@
+"""`detect` and `eval nab` subcommands, run through their argparse wiring."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from analytics import commands
+
+REPO = Path(__file__).resolve().parents[2]
+TEST_NAB = REPO / "tests" / "data" / "nab"
+
+
+def _run(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    commands.add_parsers(parser.add_subparsers(required=True))
+    args = parser.parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+def _write_input(path: Path, rows: int, *, sep: str = ",") -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle, delimiter=sep)
+        writer.writerow(["ts", "temp_c", "device", "battery_v"])
+        for i in range(rows):
+            temp = 20.0 + math.sin(i / 20.0) + (30.0 if i == 700 else 0.0)
+            battery = "" if i == 5 else f"{3.7 - i * 1e-4:.4f}"
+            writer.writerow([f"2026-11-22T{i // 3600:02d}:{i // 60 % 60:02d}:{i % 60:02d}Z", temp, "dev-1", battery])
+
+
+def test_detect_writes_one_row_per_input_row(tmp_path: Path) -> None:
+    source, target = tmp_path / "in.csv", tmp_path / "out.csv"
+    _write_input(source, 1000)
+    assert _run(["detect", str(source), "--time-column", "ts", "--out", str(target)]) == 0
+    with target.open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["timestamp", "anomaly_score", "is_anomaly"]
+    assert len(rows) == 1001
+    assert rows[1][0] == "2026-11-22T00:00:00Z"
+    scores = [float(r[1]) for r in rows[1:]]
+    assert all(0.0 < s < 1.0 for s in scores)
+    assert {r[2] for r in rows[1:]} <= {"0", "1"}
+    assert rows[701][2] == "1"  # the injected spike
+
+
+def test_detect_is_causal_and_deterministic(tmp_path: Path) -> None:
+    source, first, second = tmp_path / "in.csv", tmp_path / "a.csv", tmp_path / "b.csv"
+    _write_input(source, 800, sep=";")
+    _run(["detect", str(source), "--time-column", "ts", "--out", str(first), "--sep", ";"])
+    _run(["detect", str(source), "--time-column", "ts", "--out", str(second), "--sep", ";"])
+    assert first.read_text() == second.read_text()
+    truncated = tmp_path / "short.csv"
+    truncated.write_text("\n".join(source.read_text().splitlines()[:401]) + "\n")
+    short_out = tmp_path / "c.csv"
+    _run(["detect", str(truncated), "--time-column", "ts", "--out", str(short_out), "--sep", ";"])
+    assert short_out.read_text().splitlines() == first.read_text().splitlines()[:401]
+
+
+def test_detect_reports_a_missing_time_column(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "in.csv"
+    _write_input(source, 10)
+    assert _run(["detect", str(source), "--time-column", "time", "--out", str(tmp_path / "o.csv")]) == 2
+    assert "no column 'time'" in capsys.readouterr().err
+
+
+def test_eval_nab_with_precomputed_scores(tmp_path: Path) -> None:
+    out = tmp_path / "nab.json"
+    scores_dir = TEST_NAB / "results" / "numenta"
+    assert _run(["eval", "nab", "--data", str(TEST_NAB), "--json", str(out), "--scores", str(scores_dir)]) == 0
+    document = json.loads(out.read_text())
+    assert document["detector"] == "numenta"
+    assert document["points"] == 1127
+    for profile in ("standard", "reward_low_FP_rate", "reward_low_FN_rate"):
+        assert 0.0 < document[profile] <= 100.0
+        assert profile in document["thresholds"]
+    assert set(document["categories"]["standard"]) == {"realTraffic"}
+
+
+def test_eval_nab_runs_the_production_detector(tmp_path: Path) -> None:
+    out = tmp_path / "nab.json"
+    assert _run(["eval", "nab", "--data", str(TEST_NAB), "--json", str(out)]) == 0
+    document = json.loads(out.read_text())
+    assert document["detector"] == "ioc"
+    assert document["seconds"] >= document["detect_seconds"] > 0
+    assert document["categories"]["standard"]["realTraffic"]["windows"] == 4
