@@ -148,8 +148,11 @@ class FleetStats:
 
 @dataclass(frozen=True, slots=True)
 class FleetResult:
+    """Stats, labels, and the clock time (epoch ms) the devices' sampling grids started from."""
+
     stats: FleetStats
     labels: tuple[FaultLabel, ...]
+    start_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +254,7 @@ class Fleet:
         self._process = psutil.Process()
         self._cpu0 = 0.0
         self._t0 = 0.0
+        self._start_ms = 0
 
     # ------------------------------------------------------------------------------------------ the loop
 
@@ -283,7 +287,7 @@ class Fleet:
             self._buffer = self._sel = self._label_file = None
             if temp_dir is not None:
                 shutil.rmtree(temp_dir, ignore_errors=True)
-        return FleetResult(stats=self.stats, labels=tuple(self.labels))
+        return FleetResult(stats=self.stats, labels=tuple(self.labels), start_ms=self._start_ms)
 
     @contextlib.contextmanager
     def _open_labels(self) -> Iterator[IO[str] | None]:
@@ -296,7 +300,7 @@ class Fleet:
 
     def _build(self) -> None:
         cfg = self.config
-        start_ms = int(self.clock.now() * 1000)
+        start_ms = self._start_ms = int(self.clock.now() * 1000)
         interval_ms = None if cfg.interval_s is None else max(1, round(cfg.interval_s * 1000))
         firmwares: list[Firmware] = [
             FirmwareDevice(device=d, seed=cfg.seed, start_ms=start_ms, interval_ms=interval_ms, faults=cfg.faults)
