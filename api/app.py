@@ -10,7 +10,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from api.routers import commands, device_health, devices, health, metrics, readings
+from api.routers import alarms, commands, device_health, devices, health, metrics, readings
 from api.state import AppState
 from devices.catalog import load_catalog
 from devices.downlink import CommandPublisher
@@ -47,5 +47,7 @@ def create_app(
     app.include_router(devices.router)
     app.include_router(commands.router)
     app.include_router(readings.router)
+    app.include_router(alarms.router)
+    app.include_router(alarms.device_router)
     app.include_router(metrics.build_router(metrics_dir))
     return app

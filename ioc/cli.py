@@ -59,7 +59,13 @@ def _add_optional_commands(sub: argparse._SubParsersAction[argparse.ArgumentPars
     """Command groups that live with the part that owns them."""
     import importlib
 
-    for module_name in ("analytics.commands", "firmware_sim.commands", "ioc.bench", "devices.commands"):
+    for module_name in (
+        "analytics.commands",
+        "analytics.live_commands",
+        "firmware_sim.commands",
+        "ioc.bench",
+        "devices.commands",
+    ):
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:

@@ -10,6 +10,7 @@ import socket
 import threading
 from collections.abc import Iterator
 
+from analytics.live_commands import analytics_running
 from devices.catalog import Catalog, load_catalog
 from devices.provinces import load_provinces
 from devices.monitor import MonitorConfig, monitor_running
@@ -143,7 +144,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         migrate_database(urls.database_url)
         port = _free_or(settings.api_port)
         broker = parse_broker_url(urls.mqtt_url)
-        with _ingest_running(settings, urls, workers), _monitor_running(urls):
+        with _ingest_running(settings, urls, workers), _monitor_running(urls), analytics_running(settings, urls):
             _serve_api(
                 settings,
                 urls,
@@ -230,7 +231,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
         stop = threading.Event()
         sim = Fleet(FleetConfig(broker=sim_broker, devices=fleet, interval_s=args.interval, seed=args.seed))
         sim_thread = threading.Thread(target=sim.run, args=(stop,), name="demo-fleet", daemon=True)
-        with _ingest_running(settings, urls, settings.ingest_workers), _monitor_running(urls):
+        with (
+            _ingest_running(settings, urls, settings.ingest_workers),
+            _monitor_running(urls),
+            analytics_running(settings, urls),
+        ):
             sim_thread.start()
             try:
                 _serve_api(settings, urls, host=settings.api_host, port=port, banner=banner)

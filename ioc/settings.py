@@ -33,3 +33,9 @@ class Settings(BaseSettings):
     max_future_skew_s: float = Field(default=300.0, description="readings further in the future are refused")
     pool_max_size: int = Field(default=8, ge=1, description="database connections per process at most")
     log_level: str = Field(default="INFO", description="logging level")
+    alarm_webhooks: list[str] = Field(
+        default_factory=list, description='URLs that receive alarm events as JSON POSTs, e.g. ["https://ops/hook"]'
+    )
+    alarm_escalate_after_s: float = Field(default=900.0, gt=0, description="unacknowledged this long: severity +1")
+    anomaly_quiet_s: float = Field(default=600.0, gt=0, description="no anomalous score this long clears an alarm")
+    analytics_state_save_s: float = Field(default=60.0, gt=0, description="how often detector state is saved")

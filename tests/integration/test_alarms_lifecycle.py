@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import psycopg
@@ -134,7 +135,7 @@ def _minutes(start: int, stop: int, value: float) -> list[tuple[datetime, float]
     return [(T0 + timedelta(minutes=i), value) for i in range(start, stop)]
 
 
-def _alarms(database: ScratchDatabase) -> list[dict[str, object]]:
+def _alarms(database: ScratchDatabase) -> list[dict[str, Any]]:
     with database.connect() as conn, conn.cursor(row_factory=psycopg.rows.dict_row) as cur:
         return list(cur.execute("SELECT * FROM alarms ORDER BY id").fetchall())
 
@@ -393,6 +394,9 @@ def test_a_late_commit_is_not_skipped_by_the_watermark(
     register("fridge-ct-6", "vaccine_fridge", PROVINCE)
     register("fridge-ct-6b", "vaccine_fridge", PROVINCE)
     job = _job(pool, catalog, None, Clock(T0 + timedelta(minutes=13)))
+    # The day's chunk exists already (a transaction creating a chunk holds off other writers to it until commit).
+    _write(database, "fridge-ct-6b", "temperature", [(T0 - timedelta(minutes=1), 5.0)])
+    assert job.tick().readings == 1
     slow = psycopg.connect(database.url)
     try:
         # An ingest transaction that started first but commits last (another worker's batch commits meanwhile).

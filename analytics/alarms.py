@@ -1,0 +1,345 @@
+"""Alarms and their lifecycle in the database: active → acknowledged → cleared, one open alarm per cause.
+
+Functions take a connection and run inside the caller's transaction. `now` is passed in by the caller (the
+job's clock, or the API's), so the lifecycle is testable without sleeping.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Final, Literal, get_args
+
+import psycopg
+
+from devices.catalog import SEVERITIES, Severity
+from ioc.errors import IocError
+from store.pool import Conn
+
+_LOGGER = logging.getLogger(__name__)
+
+AlarmStatus = Literal["active", "acknowledged", "cleared"]
+AlarmSource = Literal["rule", "detector"]
+ALARM_STATUSES: Final[tuple[AlarmStatus, ...]] = get_args(AlarmStatus)
+
+# Lowest to highest; escalation moves one step up and stops at the top.
+SEVERITY_ORDER: Final[tuple[Severity, ...]] = ("warning", "minor", "major", "critical")
+assert set(SEVERITY_ORDER) == set(SEVERITIES)
+
+SYSTEM_ACTOR: Final = "ioc-analytics"
+
+
+class AlarmNotFound(IocError):
+    """No alarm has this id."""
+
+
+class AlarmStateError(IocError):
+    """The alarm's status does not allow the requested change (e.g. acknowledging a cleared alarm)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Alarm:
+    id: int
+    device_id: str
+    metric: str | None
+    source: AlarmSource
+    kind: str
+    cause: str
+    province: str
+    sector: str
+    severity: Severity
+    initial_severity: Severity
+    status: AlarmStatus
+    message: str
+    occurrences: int
+    first_reading_ts: datetime
+    last_reading_ts: datetime
+    last_value: float | None
+    last_score: float | None
+    trigger_reading_ts: datetime | None
+    trigger_received_at: datetime | None
+    raised_at: datetime
+    updated_at: datetime
+    acknowledged_by: str | None
+    acknowledged_at: datetime | None
+    ack_note: str | None
+    escalation_level: int
+    escalated_at: datetime | None
+    cleared_by: str | None
+    cleared_at: datetime | None
+    clear_reason: str | None
+    clear_note: str | None
+    details: dict[str, object]
+
+    def as_json(self) -> dict[str, object]:
+        """The alarm as plain JSON values (timestamps in ISO 8601), for events and webhooks."""
+        out: dict[str, object] = {}
+        for name in self.__slots__:
+            value = getattr(self, name)
+            out[name] = value.isoformat() if isinstance(value, datetime) else value
+        return out
+
+
+_COLUMNS: Final = (
+    "id, device_id, metric, source, kind, cause, province, sector, severity, initial_severity, status, message, "
+    "occurrences, first_reading_ts, last_reading_ts, last_value, last_score, trigger_reading_ts, trigger_received_at, "
+    "raised_at, "
+    "updated_at, acknowledged_by, acknowledged_at, ack_note, escalation_level, escalated_at, cleared_by, "
+    "cleared_at, clear_reason, clear_note, details"
+)
+
+
+def _alarm(row: tuple[object, ...]) -> Alarm:
+    return Alarm(*row)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmSignal:
+    """What the job saw of one cause in one batch: occurrences and the reading-time range they span."""
+
+    device_id: str
+    metric: str | None
+    source: AlarmSource
+    kind: str
+    cause: str
+    province: str
+    sector: str
+    severity: Severity
+    message: str
+    first_ts: datetime
+    last_ts: datetime
+    occurrences: int
+    value: float | None
+    score: float | None
+    received_at: datetime | None
+    trigger_ts: datetime | None = None
+    details: dict[str, object] = field(default_factory=dict)
+
+
+def raise_alarm(conn: Conn, signal: AlarmSignal, *, now: datetime) -> tuple[Alarm, bool]:
+    """Open an alarm for the signal's cause, or count the repeat on the open one; returns (alarm, created)."""
+    row = conn.execute(
+        f"INSERT INTO alarms AS a (device_id, metric, source, kind, cause, province, sector, severity, "
+        "initial_severity, message, occurrences, first_reading_ts, last_reading_ts, last_value, last_score, "
+        "trigger_reading_ts, trigger_received_at, raised_at, updated_at, details) "
+        "VALUES (%(device_id)s, %(metric)s, %(source)s, %(kind)s, %(cause)s, %(province)s, %(sector)s, "
+        "%(severity)s, %(severity)s, %(message)s, %(occurrences)s, %(first_ts)s, %(last_ts)s, %(value)s, "
+        "%(score)s, %(trigger_ts)s, %(received_at)s, %(now)s, %(now)s, %(details)s) "
+        "ON CONFLICT (device_id, metric, cause) WHERE status <> 'cleared' DO UPDATE SET "
+        "occurrences = a.occurrences + excluded.occurrences, "
+        "last_reading_ts = greatest(a.last_reading_ts, excluded.last_reading_ts), "
+        "last_value = excluded.last_value, last_score = excluded.last_score, updated_at = excluded.updated_at "
+        f"RETURNING {_COLUMNS}, (xmax = 0) AS created",
+        {
+            "device_id": signal.device_id,
+            "metric": signal.metric,
+            "source": signal.source,
+            "kind": signal.kind,
+            "cause": signal.cause,
+            "province": signal.province,
+            "sector": signal.sector,
+            "severity": signal.severity,
+            "message": signal.message,
+            "occurrences": signal.occurrences,
+            "first_ts": signal.first_ts,
+            "last_ts": signal.last_ts,
+            "value": signal.value,
+            "score": signal.score,
+            "received_at": signal.received_at,
+            "trigger_ts": signal.trigger_ts,
+            "now": now,
+            "details": json.dumps(signal.details),
+        },
+    ).fetchone()
+    assert row is not None
+    return _alarm(row[:-1]), bool(row[-1])
+
+
+def repeat_alarm(conn: Conn, signal: AlarmSignal, *, now: datetime) -> Alarm | None:
+    """Count a continuing condition on its open alarm, if one is open (a condition that goes on after an
+    operator cleared its alarm does not re-raise it; the next onset does)."""
+    row = conn.execute(
+        f"UPDATE alarms SET occurrences = occurrences + %s, last_reading_ts = greatest(last_reading_ts, %s), "
+        f"last_value = %s, last_score = %s, updated_at = %s "
+        f"WHERE device_id = %s AND metric IS NOT DISTINCT FROM %s AND cause = %s AND status <> 'cleared' "
+        f"RETURNING {_COLUMNS}",
+        (
+            signal.occurrences,
+            signal.last_ts,
+            signal.value,
+            signal.score,
+            now,
+            signal.device_id,
+            signal.metric,
+            signal.cause,
+        ),
+    ).fetchone()
+    return None if row is None else _alarm(row)
+
+
+def clear_cause(
+    conn: Conn, *, device_id: str, metric: str | None, cause: str, reason: str, now: datetime
+) -> Alarm | None:
+    """Auto-clear the open alarm of a cause whose condition ended; None when none is open."""
+    row = conn.execute(
+        f"UPDATE alarms SET status = 'cleared', cleared_by = %s, cleared_at = %s, clear_reason = %s, updated_at = %s "
+        f"WHERE device_id = %s AND metric IS NOT DISTINCT FROM %s AND cause = %s AND status <> 'cleared' "
+        f"RETURNING {_COLUMNS}",
+        (SYSTEM_ACTOR, now, reason, now, device_id, metric, cause),
+    ).fetchone()
+    if row is None:
+        return None
+    alarm = _alarm(row)
+    record_audit(conn, actor=SYSTEM_ACTOR, action="alarm.clear", alarm=alarm, detail={"reason": reason})
+    return alarm
+
+
+def get_alarm(conn: Conn, alarm_id: int) -> Alarm:
+    row = conn.execute(f"SELECT {_COLUMNS} FROM alarms WHERE id = %s", (alarm_id,)).fetchone()
+    if row is None:
+        raise AlarmNotFound(f"no alarm {alarm_id}")
+    return _alarm(row)
+
+
+def acknowledge_alarm(conn: Conn, alarm_id: int, *, by: str, note: str | None, now: datetime) -> Alarm:
+    """An operator takes the alarm: it stops escalating. Only an active alarm can be acknowledged."""
+    current = _locked(conn, alarm_id)
+    if current.status != "active":
+        raise AlarmStateError(f"alarm {alarm_id} is {current.status}; only an active alarm can be acknowledged")
+    row = conn.execute(
+        f"UPDATE alarms SET status = 'acknowledged', acknowledged_by = %s, acknowledged_at = %s, ack_note = %s, "
+        f"updated_at = %s WHERE id = %s RETURNING {_COLUMNS}",
+        (by, now, note, now, alarm_id),
+    ).fetchone()
+    assert row is not None
+    alarm = _alarm(row)
+    record_audit(conn, actor=by, action="alarm.acknowledge", alarm=alarm, detail={"note": note})
+    return alarm
+
+
+def clear_alarm(conn: Conn, alarm_id: int, *, by: str, note: str | None, now: datetime) -> Alarm:
+    """An operator clears the alarm (active or acknowledged)."""
+    current = _locked(conn, alarm_id)
+    if current.status == "cleared":
+        raise AlarmStateError(f"alarm {alarm_id} is already cleared (by {current.cleared_by})")
+    row = conn.execute(
+        f"UPDATE alarms SET status = 'cleared', cleared_by = %s, cleared_at = %s, clear_reason = 'operator', "
+        f"clear_note = %s, updated_at = %s WHERE id = %s RETURNING {_COLUMNS}",
+        (by, now, note, now, alarm_id),
+    ).fetchone()
+    assert row is not None
+    alarm = _alarm(row)
+    record_audit(conn, actor=by, action="alarm.clear", alarm=alarm, detail={"note": note})
+    return alarm
+
+
+def _locked(conn: Conn, alarm_id: int) -> Alarm:
+    row = conn.execute(f"SELECT {_COLUMNS} FROM alarms WHERE id = %s FOR UPDATE", (alarm_id,)).fetchone()
+    if row is None:
+        raise AlarmNotFound(f"no alarm {alarm_id}")
+    return _alarm(row)
+
+
+def escalate_due(conn: Conn, *, after_s: float, now: datetime) -> list[Alarm]:
+    """Raise by one severity level every alarm left unacknowledged for `after_s` since it was raised (or last
+    escalated); critical is the top."""
+    rows = conn.execute(
+        f"UPDATE alarms SET severity = CASE severity WHEN 'warning' THEN 'minor' WHEN 'minor' THEN 'major' "
+        f"ELSE 'critical' END, escalation_level = escalation_level + 1, escalated_at = %s, updated_at = %s "
+        f"WHERE status = 'active' AND severity <> 'critical' AND coalesce(escalated_at, raised_at) <= %s "
+        f"RETURNING {_COLUMNS}",
+        (now, now, now - timedelta(seconds=after_s)),
+    ).fetchall()
+    alarms = [_alarm(r) for r in rows]
+    for alarm in alarms:
+        record_audit(
+            conn, actor=SYSTEM_ACTOR, action="alarm.escalate", alarm=alarm, detail={"severity": alarm.severity}
+        )
+    return alarms
+
+
+def open_alarms(conn: Conn) -> list[Alarm]:
+    rows = conn.execute(f"SELECT {_COLUMNS} FROM alarms WHERE status <> 'cleared'").fetchall()
+    return [_alarm(r) for r in rows]
+
+
+def list_alarms(
+    conn: Conn,
+    *,
+    status: AlarmStatus | None = None,
+    province: str | None = None,
+    severity: Severity | None = None,
+    device_id: str | None = None,
+    limit: int = 500,
+    offset: int = 0,
+) -> list[Alarm]:
+    """Newest first."""
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM alarms WHERE (%(status)s::text IS NULL OR status = %(status)s) "
+        "AND (%(province)s::text IS NULL OR province = %(province)s) "
+        "AND (%(severity)s::text IS NULL OR severity = %(severity)s) "
+        "AND (%(device)s::text IS NULL OR device_id = %(device)s) "
+        "ORDER BY raised_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s",
+        {
+            "status": status,
+            "province": province,
+            "severity": severity,
+            "device": device_id,
+            "limit": limit,
+            "offset": offset,
+        },
+    ).fetchall()
+    return [_alarm(r) for r in rows]
+
+
+def _audit_columns(conn: Conn) -> frozenset[str]:
+    rows = conn.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
+        "AND table_name = 'audit_log'"
+    ).fetchall()
+    return frozenset(str(r[0]) for r in rows)
+
+
+def record_audit(conn: Conn, *, actor: str, action: str, alarm: Alarm, detail: dict[str, object]) -> bool:
+    """An `audit_log` entry for an alarm change when that table exists (it comes with the devices' migration);
+    returns whether one was written. Column names are probed so a different layout does not break alarms."""
+    columns = _audit_columns(conn)
+    if not columns:
+        return False
+    values: dict[str, object] = {}
+    for name in ("actor", "username", "user_id", "by"):
+        if name in columns:
+            values[name] = actor
+            break
+    if "action" in columns:
+        values["action"] = action
+    for name in ("entity", "entity_type", "target_type", "object_type"):
+        if name in columns:
+            values[name] = "alarm"
+            break
+    for name in ("entity_id", "target_id", "target", "object_id"):
+        if name in columns:
+            values[name] = str(alarm.id)
+            break
+    for name in ("detail", "details", "data", "payload"):
+        if name in columns:
+            values[name] = json.dumps({"alarm_id": alarm.id, "device_id": alarm.device_id, **detail})
+            break
+    if "action" not in values:
+        return False
+    from psycopg import sql
+
+    statement = sql.SQL("INSERT INTO audit_log ({}) VALUES ({})").format(
+        sql.SQL(", ").join(sql.Identifier(n) for n in values),
+        sql.SQL(", ").join(sql.Placeholder() for _ in values),
+    )
+    try:
+        with conn.transaction():
+            conn.execute(statement, tuple(values.values()))
+    except psycopg.Error as exc:
+        # The audit layout is another part's; an entry it refuses must not lose the alarm change itself.
+        _LOGGER.warning("audit_log refused an alarm entry: %s", exc)
+        return False
+    return True
