@@ -400,6 +400,7 @@ def test_a_late_commit_is_not_skipped_by_the_watermark(
     slow = psycopg.connect(database.url)
     try:
         # An ingest transaction that started first but commits last (another worker's batch commits meanwhile).
+        slow.execute("SELECT 1")  # open the transaction the way ingest does: the write joins it
         write_readings(slow, [(T0 + timedelta(minutes=i), "fridge-ct-6", "temperature", 9.0, 0) for i in range(12)])
         _write(database, "fridge-ct-6b", "temperature", _minutes(0, 4, 5.0))
         # The job may not pass the open transaction: it reads nothing yet rather than skip it forever.
