@@ -6,7 +6,9 @@ Evidence for each point, causal and in O(1):
   to a raw surprise in [0, 1);
 - an anomaly likelihood in the manner of HTM: a short average of raw surprise against its long-run mean
   and standard deviation, in standard deviations;
-- spatial novelty: how far the value leaves the range seen so far.
+- spatial novelty: how far the value leaves the range seen so far, and likewise for two smoothed features
+  of the recent window: its level (a fast EWMA of the value, catching shifts hidden in the noise) and its
+  volatility (a slow EWMA of |step|, catching noise or spike bursts that stay inside the value range).
 After an alert the evidence is damped for a while (one alert per incident), the first `warmup_points`
 only train the model, and the output is a smooth squash of the evidence into (0, 1) that never saturates.
 """
@@ -18,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-STATE_VERSION = 1
+STATE_VERSION = 2  # 2 added the window-feature ranges; version-1 states are upgraded
 SECONDS_PER_DAY = 86400.0
 
 
@@ -35,12 +37,14 @@ class DetectorConfig:
     likelihood_floor: float = 1e-3  # minimum standard deviation of raw surprise
     spatial_tolerance: float = 0.0  # fraction of the seen range a value may exceed it by
     spatial_gain: float = 3.0  # evidence per range-fraction beyond the tolerance
+    window_level_alpha: float = 0.1  # recent level (~10 points) whose new extremes are novel
+    window_volatility_alpha: float = 0.03  # recent mean |step| (~30 points) whose new extremes are novel
     season_bins: int = 96  # time-of-day profile resolution (0 disables it)
     season_alpha: float = 0.4  # how fast a profile bin follows new days
     season_margin: float = 1.25  # profile used only when its error is this much smaller
     season_period_s: float = SECONDS_PER_DAY
     alert_evidence: float = 4.5  # evidence that counts as an alert (and starts damping)
-    damping_points: int = 20  # points damped after an alert
+    damping_points: int = 40  # points damped after an alert
     damping_factor: float = 0.6
     squash_scale: float = 4.0  # output = 0.5 + 0.5 * e / (|e| + squash_scale)
 
@@ -66,7 +70,18 @@ _SCALARS = (
     "long_mean",
     "long_var",
     "damping_left",
+    "prev",
+    "window_level",
+    "window_volatility",
+    "feature_n",
+    "level_lo",
+    "level_hi",
+    "volatility_lo",
+    "volatility_hi",
 )
+_INT_SCALARS = ("n", "damping_left", "feature_n")
+# Added in state version 2; a version-1 state restarts them (they learn again for `warmup_points`).
+_V2_SCALARS = _SCALARS[_SCALARS.index("prev") :]
 
 
 class UnivariateDetector:
@@ -86,6 +101,12 @@ class UnivariateDetector:
         self.long_mean = 0.0
         self.long_var = 0.0
         self.damping_left = 0
+        self.prev = 0.0
+        self.window_level = 0.0
+        self.window_volatility = 0.0
+        self.feature_n = 0
+        self.level_lo = self.level_hi = 0.0
+        self.volatility_lo = self.volatility_hi = 0.0
         self.profile: list[float | None] = [None] * self.config.season_bins
 
     @property
@@ -102,15 +123,18 @@ class UnivariateDetector:
     @classmethod
     def from_state(cls, state: Mapping[str, Any], config: DetectorConfig | None = None) -> UnivariateDetector:
         """Rebuild a detector from `state_dict()` output (e.g. after a JSON round trip)."""
-        if state.get("version") != STATE_VERSION:
+        version = state.get("version")
+        if version not in (1, STATE_VERSION):
             raise ValueError(f"unsupported detector state version: {state.get('version')!r}")
         detector = cls(config)
         profile = list(state["profile"])
         if len(profile) != detector.config.season_bins:
             raise ValueError("detector state does not match the configuration's season_bins")
         for name in _SCALARS:
+            if version == 1 and name in _V2_SCALARS:
+                continue  # keep the fresh value: the window features start learning now
             value = state[name]
-            setattr(detector, name, int(value) if name in ("n", "damping_left") else float(value))
+            setattr(detector, name, int(value) if name in _INT_SCALARS else float(value))
         detector.profile = [None if v is None else float(v) for v in profile]
         return detector
 
@@ -126,6 +150,8 @@ class UnivariateDetector:
         self.n += 1
         if self.n == 1:
             self.lo = self.hi = self.level = x
+        window_excess = self._update_window_features(x)
+        if self.n == 1:
             return floor_score
 
         lo, hi = self.lo, self.hi
@@ -163,6 +189,7 @@ class UnivariateDetector:
         self.long_mean += cfg.long_alpha * delta
         self.long_var = (1.0 - cfg.long_alpha) * (self.long_var + cfg.long_alpha * delta * delta)
         evidence = (self.short - self.long_mean) / (math.sqrt(self.long_var) + cfg.likelihood_floor)
+        excess = max(excess, window_excess)
         if excess > cfg.spatial_tolerance:
             evidence = max(evidence, cfg.alert_evidence + cfg.spatial_gain * (excess - cfg.spatial_tolerance))
 
@@ -175,7 +202,44 @@ class UnivariateDetector:
             self.damping_left = cfg.damping_points
         return squash(evidence, cfg.squash_scale)
 
+    def _update_window_features(self, x: float) -> float:
+        """Learn the recent level and volatility; return how far either leaves its range seen so far.
+
+        Ranges only learn during the first `warmup_points` of the features (so a restored version-1
+        state does not alert on them at once); the excess is a fraction of the range, as for the value.
+        """
+        cfg = self.config
+        self.feature_n += 1
+        if self.feature_n == 1:
+            self.prev = self.window_level = x
+            self.window_volatility = 0.0
+            return 0.0
+        self.window_volatility += cfg.window_volatility_alpha * (abs(x - self.prev) - self.window_volatility)
+        self.prev = x
+        self.window_level += cfg.window_level_alpha * (x - self.window_level)
+        if self.feature_n == 2:
+            self.level_lo = self.level_hi = self.window_level
+            self.volatility_lo = self.volatility_hi = self.window_volatility
+            return 0.0
+        level_excess, self.level_lo, self.level_hi = _range_excess(self.window_level, self.level_lo, self.level_hi)
+        volatility_excess, self.volatility_lo, self.volatility_hi = _range_excess(
+            self.window_volatility, self.volatility_lo, self.volatility_hi
+        )
+        if self.feature_n <= cfg.warmup_points:
+            return 0.0
+        return max(level_excess, volatility_excess)
+
     def score_series(self, times: Iterable[float], values: Iterable[float]) -> list[float]:
         """Feed a whole series in order (continuing from the current state)."""
         update = self.update
         return [update(t, x) for t, x in zip(times, values, strict=True)]
+
+
+def _range_excess(value: float, lo: float, hi: float) -> tuple[float, float, float]:
+    """How far `value` leaves [lo, hi] as a fraction of its width (1.0 if the range is a point), and the new range."""
+    span = hi - lo
+    if value > hi:
+        return ((value - hi) / span if span > 0 else 1.0), lo, value
+    if value < lo:
+        return ((lo - value) / span if span > 0 else 1.0), value, hi
+    return 0.0, lo, hi

@@ -107,3 +107,31 @@ def test_irregular_timestamps_are_accepted() -> None:
     scores = UnivariateDetector().score_series(times, values)
     assert len(scores) == 1000
     assert all(0.0 < s < 1.0 for s in scores)
+
+
+def test_volatility_burst_inside_the_value_range_is_an_alert() -> None:
+    times, values = _series(2000)
+    detector = UnivariateDetector()
+    detector.score_series(times[:1500], values[:1500])
+    low, high = min(values[:1500]), max(values[:1500])
+    # Jumps between the two ends of the range seen so far: no new extreme of the value itself.
+    burst = [low + 0.05 * (high - low) if i % 2 else high - 0.05 * (high - low) for i in range(60)]
+    scores = detector.score_series(times[1500:1560], burst)
+    assert max(scores) >= detector.threshold
+
+
+def test_version_1_state_is_upgraded_and_stays_quiet() -> None:
+    times, values = _series(2000)
+    reference = UnivariateDetector()
+    reference.score_series(times[:1500], values[:1500])
+    state = reference.state_dict()
+    old = {k: v for k, v in state.items() if k not in ("prev", "window_level", "window_volatility", "feature_n")}
+    old = {k: v for k, v in old.items() if not k.endswith(("_lo", "_hi")) or k in ("lo", "hi")}
+    old["version"] = 1
+    restored = UnivariateDetector.from_state(json.loads(json.dumps(old)))
+    assert restored.feature_n == 0
+    scores = restored.score_series(times[1500:1700], values[1500:1700])
+    # The window features relearn their ranges for `warmup_points` without alerting; the rest carries on.
+    assert all(s < restored.threshold for s in scores[: restored.config.warmup_points])
+    assert all(0.0 < s < 1.0 for s in scores)
+    assert restored.state_dict()["version"] == state["version"] == 2
