@@ -14,6 +14,7 @@ import os
 import signal
 import threading
 import time
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 
 from devices.catalog import load_catalog
@@ -25,12 +26,12 @@ RESTART_DELAY_S = 1.0
 JOIN_TIMEOUT_S = 15.0
 
 
-def _worker_main(config: IngestConfig, log_level: str) -> None:
+def _worker_main(config: IngestConfig, log_level: str, ready: EventType) -> None:
     logging.basicConfig(level=log_level, format="%(asctime)s %(processName)s %(levelname)s %(name)s: %(message)s")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
-    IngestWorker(config, catalog=load_catalog()).run(stop)
+    IngestWorker(config, catalog=load_catalog(), on_ready=ready.set).run(stop)
 
 
 def worker_config(base: IngestConfig, index: int, *, workers: int) -> IngestConfig:
@@ -47,15 +48,22 @@ class IngestSupervisor:
         self._log_level = log_level
         self._processes: dict[int, multiprocessing.process.BaseProcess] = {}
         self._context = multiprocessing.get_context("spawn")
+        self._ready: dict[int, EventType] = {}
 
     @property
     def pids(self) -> dict[int, int | None]:
         return {index: proc.pid for index, proc in self._processes.items()}
 
+    def wait_ready(self, timeout_s: float) -> bool:
+        """True once every worker is connected and subscribed."""
+        deadline = time.monotonic() + timeout_s
+        return all(event.wait(max(0.0, deadline - time.monotonic())) for event in list(self._ready.values()))
+
     def _start(self, index: int) -> None:
+        self._ready[index] = self._context.Event()
         proc = self._context.Process(
             target=_worker_main,
-            args=(worker_config(self._base, index, workers=self._workers), self._log_level),
+            args=(worker_config(self._base, index, workers=self._workers), self._log_level, self._ready[index]),
             name=f"ingest-{index}",
             daemon=False,
         )

@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -37,7 +37,7 @@ from protocol.topics import (
 )
 from store.pool import Pool, open_pool
 from store.quarantine import QuarantinedMessage, insert_quarantined
-from store.readings import ReadingRow, write_readings
+from store.readings import LatestValues, ReadingRow, upsert_latest, write_readings
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -48,6 +48,8 @@ DB_RETRY_MAX_DELAY_S = 5.0
 QUEUE_PUT_TIMEOUT_S = 1.0
 # Backfilled readings are old on purpose; only readings this fresh count toward live latency.
 LIVE_LATENCY_WINDOW_S = 60.0
+# device_latest is refreshed at most this often (and whenever ingest is idle), not with every batch.
+LATEST_FLUSH_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,17 +141,20 @@ class _Batch:
 class IngestWorker:
     """Owns one MQTT client and one database pool; `run(stop)` blocks until `stop` is set."""
 
-    def __init__(self, config: IngestConfig, *, catalog: Catalog) -> None:
+    def __init__(self, config: IngestConfig, *, catalog: Catalog, on_ready: Callable[[], None] | None = None) -> None:
         self._config = config
         self._catalog = catalog
         self._inbox = _Inbox(config.queue_max_messages)
         self._generation = 0
         self._connected = threading.Event()
+        self._on_ready = on_ready
         self._stop = threading.Event()
         self._devices: dict[str, DeviceRecord] = {}
         self._known_until: dict[str, float] = {}
         self._unknown_until: dict[str, float] = {}
         self._client: mqtt.Client | None = None
+        self._latest = LatestValues()
+        self._latest_flushed = 0.0
 
     # --- paho callbacks: network thread, no I/O -------------------------------------------------------
 
@@ -169,8 +174,24 @@ class IngestWorker:
         if self._config.shared_subscription:
             filters = [shared_filter(self._config.group, f) for f in filters]
         client.subscribe([(f, 1) for f in filters])
-        self._connected.set()
         _LOGGER.info("ingest %s connected (session present: %s)", self._config.client_id, flags.session_present)
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        mid: int,
+        reasons: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        refused = [r for r in reasons if r.is_failure]
+        if refused:
+            _LOGGER.error("broker refused the ingest subscription: %s", refused)
+            return
+        # Ready only once subscribed: the broker keeps nothing for a subscription it has not yet made.
+        self._connected.set()
+        if self._on_ready is not None:
+            self._on_ready()
 
     def _on_disconnect(
         self,
@@ -214,6 +235,7 @@ class IngestWorker:
         with open_pool(cfg.database_url, min_size=1, max_size=2, name=f"ingest-{cfg.client_id}") as pool:
             client = make_client(cfg.broker, client_id=cfg.client_id, manual_ack=True, persistent=True)
             client.on_connect = self._on_connect
+            client.on_subscribe = self._on_subscribe
             client.on_disconnect = self._on_disconnect
             client.on_message = self._on_message
             self._client = client
@@ -224,12 +246,15 @@ class IngestWorker:
                     batch = self._collect(stop)
                     if batch.items:
                         self._commit(pool, batch, stop)
+                    elif len(self._latest):
+                        self._flush_latest(pool)
             finally:
                 client.disconnect()
                 client.loop_stop()
                 self._client = None
 
     def wait_connected(self, timeout_s: float) -> bool:
+        """True once connected and subscribed."""
         return self._connected.wait(timeout_s)
 
     def _collect(self, stop: threading.Event) -> _Batch:
@@ -325,9 +350,13 @@ class IngestWorker:
                 self._resolve_devices(pool, batch.items)
                 rows, bad = self._prepare(batch.items)
                 started = time.monotonic()
-                with pool.connection() as conn:
+                self._latest.add(rows)  # idempotent: a retried batch adds the same rows again
+                flush_latest = started - self._latest_flushed >= LATEST_FLUSH_S
+                with pool.connection() as conn, conn.transaction():
                     result = write_readings(conn, rows)
                     insert_quarantined(conn, bad)
+                    if flush_latest:
+                        upsert_latest(conn, self._latest.rows())
                 break
             except psycopg.OperationalError as exc:
                 metrics.DB_RETRIES.inc()
@@ -336,6 +365,9 @@ class IngestWorker:
                     return  # shutting down: unacknowledged messages are redelivered to the group
                 delay = min(delay * 2, DB_RETRY_MAX_DELAY_S)
         committed = time.time()
+        if flush_latest:
+            self._latest.clear()
+            self._latest_flushed = started
         metrics.COMMIT_SECONDS.observe(time.monotonic() - started)
         metrics.BATCH_ROWS.observe(len(rows))
         metrics.ROWS.inc(result.inserted)
@@ -350,6 +382,19 @@ class IngestWorker:
         # Counted per batch, not per message: a metric update takes a lock, which costs on the hot path.
         metrics.MESSAGES.inc(len(batch.items))
         metrics.QUEUE_DEPTH.set(len(self._inbox))
+
+    def _flush_latest(self, pool: Pool) -> None:
+        """While idle, bring `device_latest` up to date (a failure just leaves it for the next try)."""
+        if time.monotonic() - self._latest_flushed < LATEST_FLUSH_S:
+            return
+        try:
+            with pool.connection() as conn, conn.transaction():
+                upsert_latest(conn, self._latest.rows())
+        except psycopg.OperationalError as exc:
+            _LOGGER.warning("device_latest not refreshed, will retry: %s", exc)
+            return
+        self._latest.clear()
+        self._latest_flushed = time.monotonic()
 
     def _acknowledge(self, items: Sequence[_Inbound]) -> None:
         client = self._client

@@ -10,7 +10,7 @@ import multiprocessing.queues
 import shutil
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,9 +53,10 @@ class PublisherResult:
     acked: int
     seconds: float
     peak_rss_mb: float
+    cpu_s: float
 
 
-def _publisher_main(
+def _publisher_main(  # noqa: PLR0917 - a process target takes positional arguments
     broker: BrokerAddress,
     device_ids: list[str],
     seconds: float,
@@ -63,56 +64,21 @@ def _publisher_main(
     start_at: float,
     results: multiprocessing.queues.Queue[PublisherResult],
 ) -> None:
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
+    from ioc.bench_publisher import RawPublisher, run_publisher
     from protocol.telemetry import encode_json
     from protocol.topics import telemetry_topic
 
-    acked = 0
-    lock = threading.Lock()
-    connected = threading.Event()
-
-    def on_publish(client: mqtt.Client, userdata: object, mid: int, reason: object, props: object) -> None:
-        nonlocal acked
-        with lock:
-            acked += 1
-
-    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
-    if broker.username is not None:
-        client.username_pw_set(broker.username, broker.password)
-    client.max_inflight_messages_set(PUBLISH_WINDOW)
-    client.on_publish = on_publish
-    client.on_connect = lambda *a: connected.set()
-    client.connect(broker.host, broker.port, keepalive=60)
-    client.loop_start()
-    connected.wait(30)
-    topics = [telemetry_topic(BENCH_PROVINCE, "energy", d) for d in device_ids]
+    publisher = RawPublisher(broker, client_id=f"bench-pub-{device_ids[0]}", window=PUBLISH_WINDOW)
+    topics = [telemetry_topic(BENCH_PROVINCE, "energy", d).encode() for d in device_ids]
     last_ts = [0.0] * len(device_ids)
-    published = 0
-    while time.time() < start_at:
-        time.sleep(0.001)
-    begin = time.monotonic()
-    end = begin + seconds
-    interval = len(device_ids) and (1.0 / rate if rate > 0 else 0.0)
-    i = 0
     n = len(device_ids)
-    while True:
-        now_m = time.monotonic()
-        if now_m >= end:
-            break
-        if interval:
-            due = begin + published * interval
-            if due > now_m:
-                time.sleep(due - now_m)
-        elif published - acked > PUBLISH_WINDOW:
-            time.sleep(0.0005)
-            continue
+
+    def make_message(i: int) -> tuple[bytes, bytes]:
         k = i % n
         # Strictly increasing millisecond timestamps per device: each message is a distinct reading.
         ts = max(time.time(), last_ts[k] + 0.001)
         last_ts[k] = ts
-        v = published % 1000
+        v = i % 1000
         payload = encode_json(
             {
                 "active_power": 1.0 + v / 100,
@@ -121,20 +87,27 @@ def _publisher_main(
                 "power_factor": 0.9,
                 "frequency": 50.0,
             },
-            seq=published,
+            seq=i,
             ts=datetime.fromtimestamp(ts, UTC),
         )
-        client.publish(topics[k], payload, qos=1)
-        published += 1
-        i += 1
-    elapsed = time.monotonic() - begin
-    deadline = time.monotonic() + 60
-    while acked < published and time.monotonic() < deadline:
-        time.sleep(0.01)
-    client.disconnect()
-    client.loop_stop()
+        return topics[k], payload
+
+    while time.time() < start_at:
+        time.sleep(0.001)
+    elapsed = run_publisher(publisher, make_message=make_message, seconds=seconds, rate=rate)
+    publisher.drain(60.0)
+    publisher.close()
     rss = psutil.Process().memory_info().rss / 2**20
-    results.put(PublisherResult(published=published, acked=acked, seconds=elapsed, peak_rss_mb=rss))
+    cpu = psutil.Process().cpu_times()
+    results.put(
+        PublisherResult(
+            published=publisher.counts.sent,
+            acked=publisher.counts.acked,
+            seconds=elapsed,
+            peak_rss_mb=rss,
+            cpu_s=cpu.user + cpu.system,
+        )
+    )
 
 
 def _provision(database_url: str, device_ids: list[str]) -> None:
@@ -165,15 +138,15 @@ def _bench_database(urls: ServiceUrls) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def _bench_broker(settings: Settings, urls: ServiceUrls) -> Iterator[str]:
-    """The configured broker, or a fresh embedded one (no leftover sessions from other runs)."""
+def _bench_broker(settings: Settings, urls: ServiceUrls) -> Iterator[tuple[str, Path | None]]:
+    """The configured broker, or a fresh embedded one (no leftover sessions from other runs) and its config."""
     if settings.mqtt_url is not None:
-        yield urls.mqtt_url
+        yield urls.mqtt_url, None
         return
     root = settings.runtime_dir / "bench" / "mosquitto"
     shutil.rmtree(root, ignore_errors=True)
     with EmbeddedMosquitto(root) as broker:
-        yield broker.url
+        yield broker.url, broker.config_file
 
 
 def _histogram_quantiles(metrics_dir: Path, name: str, quantiles: tuple[float, ...]) -> dict[float, float]:
@@ -211,6 +184,54 @@ def _histogram_quantiles(metrics_dir: Path, name: str, quantiles: tuple[float, .
     return out
 
 
+class _CpuMeter:
+    """CPU seconds used by each part of the pipeline (ingest, broker, database) during the measured window."""
+
+    def __init__(self) -> None:
+        self._groups: dict[str, Callable[[], list[psutil.Process]]] = {}
+        self._seen: dict[str, dict[int, float]] = {}
+        self._baseline: dict[str, dict[int, float]] = {}
+
+    def watch(self, name: str, processes: Callable[[], list[psutil.Process]]) -> None:
+        self._groups[name] = processes
+        self._seen[name] = {}
+
+    def sample(self) -> None:
+        for name, processes in self._groups.items():
+            seen = self._seen[name]
+            for proc in processes():
+                with contextlib.suppress(psutil.Error):
+                    t = proc.cpu_times()
+                    seen[proc.pid] = max(seen.get(proc.pid, 0.0), t.user + t.system)
+
+    def start(self) -> None:
+        self.sample()
+        self._baseline = {name: dict(seen) for name, seen in self._seen.items()}
+
+    def used(self) -> dict[str, float]:
+        self.sample()
+        return {
+            name: round(sum(cpu - self._baseline.get(name, {}).get(pid, 0.0) for pid, cpu in seen.items()), 1)
+            for name, seen in self._seen.items()
+        }
+
+
+def _processes_matching(*needles: str) -> Callable[[], list[psutil.Process]]:
+    """Processes whose command line holds every needle, with their children (PostgreSQL backends)."""
+
+    def find() -> list[psutil.Process]:
+        found = []
+        for proc in psutil.process_iter(["cmdline"]):
+            cmdline = " ".join(proc.info["cmdline"] or [])
+            if all(n in cmdline for n in needles):
+                found.append(proc)
+                with contextlib.suppress(psutil.Error):
+                    found.extend(proc.children(recursive=True))
+        return found
+
+    return find
+
+
 def _count(database_url: str, sql: str) -> int:
     with psycopg.connect(database_url) as conn:
         row = conn.execute(sql.encode()).fetchone()
@@ -226,7 +247,7 @@ def run_ingest_bench(config: IngestBenchConfig, *, json_path: str | None) -> dic
     with (
         center_services(settings) as urls,
         _bench_database(urls) as database_url,
-        _bench_broker(settings, urls) as mqtt_url,
+        _bench_broker(settings, urls) as (mqtt_url, broker_config),
     ):
         _provision(database_url, device_ids)
         group = f"bench-{int(time.time())}"
@@ -245,11 +266,19 @@ def run_ingest_bench(config: IngestBenchConfig, *, json_path: str | None) -> dic
                     with contextlib.suppress(psutil.Error, TypeError):
                         total += psutil.Process(pid).memory_info().rss / 2**20
                 peak_rss[0] = max(peak_rss[0], total)
+                cpu.sample()
 
+        cpu = _CpuMeter()
+        cpu.watch("ingest", lambda: [psutil.Process(p) for p in supervisor.pids.values() if p and psutil.pid_exists(p)])
+        if broker_config is not None:
+            cpu.watch("broker", _processes_matching("mosquitto", str(broker_config)))
+        db_port = urls.database_url.rsplit(":", 1)[1].split("/", 1)[0]
+        cpu.watch("database", _processes_matching("postgres", "-D", f"-p {db_port}"))
         sampler = threading.Thread(target=sample_rss, daemon=True)
         sampler.start()
         try:
-            time.sleep(3.0)  # workers connect and subscribe
+            if not supervisor.wait_ready(60):
+                raise RuntimeError("ingest workers did not subscribe within 60 s")
             ctx = multiprocessing.get_context("spawn")
             results: multiprocessing.queues.Queue[PublisherResult] = ctx.Queue()
             start_at = time.time() + 2.0
@@ -270,6 +299,9 @@ def run_ingest_bench(config: IngestBenchConfig, *, json_path: str | None) -> dic
             ]
             for p in procs:
                 p.start()
+            while time.time() < start_at:
+                time.sleep(0.01)
+            cpu.start()
             console.print(f"publishing for {config.seconds:g} s with {config.publishers} publishers…")
             publisher_results = [results.get(timeout=config.seconds + 120) for _ in procs]
             for p in procs:
@@ -290,6 +322,7 @@ def run_ingest_bench(config: IngestBenchConfig, *, json_path: str | None) -> dic
                     break
                 time.sleep(0.5)
             drain_seconds = time.monotonic() - drain_started
+            cpu_used = cpu.used()
             distinct = _count(
                 database_url, "SELECT count(*) FROM (SELECT DISTINCT device_id, metric, ts FROM readings) d"
             )
@@ -319,6 +352,8 @@ def run_ingest_bench(config: IngestBenchConfig, *, json_path: str | None) -> dic
         "peak_rss_mb": round(peak_rss[0], 1),
         "publisher_rss_mb": round(max(r.peak_rss_mb for r in publisher_results), 1),
         "cpu_count": psutil.cpu_count(),
+        # CPU seconds per part over the whole run: where the two cores went.
+        "cpu_s": {**cpu_used, "publishers": round(sum(r.cpu_s for r in publisher_results), 1)},
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     text = json.dumps(result, indent=2)

@@ -86,7 +86,7 @@ def test_worker_killed_with_sigkill_mid_stream_loses_nothing(
             killed.append(pid)
 
     try:
-        time.sleep(2.0)  # both workers subscribed
+        assert supervisor.wait_ready(30), "ingest workers did not subscribe"
         with Publisher(broker.url, client_id="meter-kill") as pub:
             _publish_all(pub, topic, total, start, during=kill_one)
         wait_for(lambda: _rows(database, "meter-kill") == total * len(METRICS), timeout_s=90, what="all rows")
