@@ -6,7 +6,7 @@ is accepted for `device`; times are ISO 8601 or epoch seconds/milliseconds). An 
 on the same device (and metric, unless either is device-wide) and the reading that raised it lies in
 [start, end + tolerance]. Reported per fault kind: recall, precision, median detection delay (reading time from
 fault start to the raising reading); and, over all alarms, the alarm latency from the raising reading's arrival
-at the center to the alarm (`raised_at - trigger_received_at`).
+at the center to the alarm's raise in wall time (`details.raised_wall_s - trigger_received_at`).
 """
 
 from __future__ import annotations
@@ -112,7 +112,8 @@ def load_detections(conn: Conn, *, start: float, end: float) -> list[Detection]:
     """Alarms whose raising reading lies in [start, end] (reading time, epoch seconds)."""
     rows = conn.execute(
         "SELECT id, device_id, metric, source, cause, extract(epoch FROM coalesce(trigger_reading_ts, first_reading_ts))::float8, "
-        "extract(epoch FROM raised_at - trigger_received_at)::float8 FROM alarms "
+        "coalesce((details->>'raised_wall_s')::float8, extract(epoch FROM raised_at)::float8) "
+        "- extract(epoch FROM trigger_received_at)::float8 FROM alarms "
         "WHERE coalesce(trigger_reading_ts, first_reading_ts) BETWEEN to_timestamp(%s) AND to_timestamp(%s) "
         "ORDER BY 6",
         (start, end),

@@ -25,7 +25,7 @@ import pickle
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from operator import itemgetter
 from typing import Final, Literal, Protocol, cast
@@ -680,8 +680,9 @@ class AnalyticsJob:
             scored = time.perf_counter()
             insert_anomalies(conn, outcome.anomalies, detector=DETECTOR_NAME)
             now_dt = _dt(now)
+            wall = time.time()
             for op in ops:
-                self._apply(conn, op, now_dt, events, counts)
+                self._apply(conn, op, now_dt, events, counts, wall=wall)
             for alarm in escalate_due(conn, after_s=self.config.escalate_after_s, now=now_dt):
                 counts["escalated"] += 1
                 events.append(AlarmEvent("escalated", alarm, now_dt))
@@ -710,9 +711,14 @@ class AnalyticsJob:
             self.totals[name] += getattr(stats, name)
         return stats
 
-    def _apply(self, conn: Conn, op: AlarmOp, now: datetime, events: list[AlarmEvent], counts: dict[str, int]) -> None:
+    def _apply(
+        self, conn: Conn, op: AlarmOp, now: datetime, events: list[AlarmEvent], counts: dict[str, int], *, wall: float
+    ) -> None:
         signal = op.signal
         if op.op == "raise":
+            # The wall-clock moment of the raise, kept apart from the job's clock (which a simulation may scale):
+            # alarm latency is measured from the reading's arrival, in wall time, to this.
+            signal = replace(signal, details={**signal.details, "raised_wall_s": wall})
             alarm, created = raise_alarm(conn, signal, now=now)
             if created:
                 counts["raised"] += 1
