@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import ssl
+import struct
+from collections.abc import Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.client import PUBACK
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from protocol.broker_url import BrokerAddress
 
+_PUBACK = struct.Struct("!BBH")
 KEEPALIVE_S = 30
 READ_CHUNK_BYTES = 256 * 1024
 SESSION_EXPIRY_S = 7 * 24 * 3600
@@ -52,7 +56,14 @@ class _BufferedSocket:
 
 
 class CenterClient(mqtt.Client):
-    """paho's client with buffered socket reads: the same protocol handling, far fewer system calls."""
+    """paho's client with buffered socket reads and batched acknowledgements: the same protocol handling,
+    far fewer system calls."""
+
+    def ack_many(self, mids: Sequence[int]) -> None:
+        """Acknowledge received QoS 1 messages (manual-ack mode) with one write instead of one per message."""
+        if mids:
+            packet = b"".join([_PUBACK.pack(PUBACK, 2, mid) for mid in mids])
+            self._packet_queue(PUBACK, packet, 0, 0)
 
     def _create_socket(self) -> Any:
         return _BufferedSocket(super()._create_socket())
@@ -68,7 +79,7 @@ class CenterClient(mqtt.Client):
 
 def make_client(
     address: BrokerAddress, *, client_id: str, manual_ack: bool = False, persistent: bool = False
-) -> mqtt.Client:
+) -> CenterClient:
     """A configured, not yet connected MQTT 5 client; `persistent` keeps the session (and its queue) across
     disconnects, `manual_ack` leaves QoS 1 acknowledgements to the caller."""
     client = CenterClient(

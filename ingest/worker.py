@@ -20,7 +20,7 @@ import psycopg
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from devices.broker import connect, make_client
+from devices.broker import CenterClient, connect, make_client
 from devices.catalog import Catalog
 from devices.registry import DeviceRecord, lookup_devices
 from ingest import metrics
@@ -152,7 +152,7 @@ class IngestWorker:
         self._devices: dict[str, DeviceRecord] = {}
         self._known_until: dict[str, float] = {}
         self._unknown_until: dict[str, float] = {}
-        self._client: mqtt.Client | None = None
+        self._client: CenterClient | None = None
         self._latest = LatestValues()
         self._latest_flushed = 0.0
 
@@ -401,7 +401,5 @@ class IngestWorker:
         if client is None:
             return
         generation = self._generation
-        for it in items:
-            # A message from before a reconnect is redelivered by the broker; its old packet id means nothing now.
-            if it.qos > 0 and it.generation == generation:
-                client.ack(it.mid, it.qos)
+        # A message from before a reconnect is redelivered by the broker; its old packet id means nothing now.
+        client.ack_many([it.mid for it in items if it.qos == 1 and it.generation == generation])

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +46,8 @@ class IngestBenchConfig:
     devices: int = 1000
     rate: float = 0.0
     drain_timeout_s: float = 120.0
+    # In as-fast-as-possible mode, how far (messages) publishers may run ahead of committed messages.
+    backlog_messages: int = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +66,8 @@ def _publisher_main(  # noqa: PLR0917 - a process target takes positional argume
     rate: float,
     start_at: float,
     results: multiprocessing.queues.Queue[PublisherResult],
+    committed: Synchronized[int],
+    backlog_share: tuple[int, float],
 ) -> None:
     from ioc.bench_publisher import RawPublisher, run_publisher
     from protocol.telemetry import encode_json
@@ -94,7 +99,14 @@ def _publisher_main(  # noqa: PLR0917 - a process target takes positional argume
 
     while time.time() < start_at:
         time.sleep(0.001)
-    elapsed = run_publisher(publisher, make_message=make_message, seconds=seconds, rate=rate)
+    backlog, share = backlog_share
+
+    def may_send(sent: int) -> bool:
+        # Closed loop: this publisher's share of everything stays at most `backlog` messages ahead of what
+        # ingest has committed, so "as fast as possible" converges on what the pipeline sustains.
+        return sent - committed.value * share < backlog * share
+
+    elapsed = run_publisher(publisher, make_message=make_message, seconds=seconds, rate=rate, may_send=may_send)
     publisher.drain(60.0)
     publisher.close()
     rss = psutil.Process().memory_info().rss / 2**20
@@ -147,6 +159,15 @@ def _bench_broker(settings: Settings, urls: ServiceUrls) -> Iterator[tuple[str, 
     shutil.rmtree(root, ignore_errors=True)
     with EmbeddedMosquitto(root) as broker:
         yield broker.url, broker.config_file
+
+
+def _metric_total(metrics_dir: Path, name: str) -> float:
+    """The sum over worker processes of a multiprocess counter."""
+    from prometheus_client import CollectorRegistry, multiprocess
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry, path=str(metrics_dir))  # type: ignore[no-untyped-call]
+    return sum(sample.value for family in registry.collect() for sample in family.samples if sample.name == name)
 
 
 def _histogram_quantiles(metrics_dir: Path, name: str, quantiles: tuple[float, ...]) -> dict[float, float]:
@@ -281,6 +302,13 @@ def run_ingest_bench(config: IngestBenchConfig, *, json_path: str | None) -> dic
                 raise RuntimeError("ingest workers did not subscribe within 60 s")
             ctx = multiprocessing.get_context("spawn")
             results: multiprocessing.queues.Queue[PublisherResult] = ctx.Queue()
+            committed: Synchronized[int] = ctx.Value("q", 0)
+
+            def follow_commits() -> None:
+                while not stop_watch.wait(0.1):
+                    committed.value = int(_metric_total(metrics_dir, "ioc_ingest_messages_total"))
+
+            threading.Thread(target=follow_commits, daemon=True).start()
             start_at = time.time() + 2.0
             shards = [device_ids[i :: config.publishers] for i in range(config.publishers)]
             procs = [
@@ -293,6 +321,8 @@ def run_ingest_bench(config: IngestBenchConfig, *, json_path: str | None) -> dic
                         config.rate / config.publishers,
                         start_at,
                         results,
+                        committed,
+                        (config.backlog_messages, 1.0 / config.publishers),
                     ),
                 )
                 for shard in shards

@@ -157,9 +157,10 @@ def run_publisher(
     make_message: Callable[[int], tuple[bytes, bytes]],
     seconds: float,
     rate: float,
+    may_send: Callable[[int], bool] = lambda sent: True,
 ) -> float:
-    """Publish `make_message(i)` for `seconds` (at `rate` messages/s, or as fast as acks allow when 0);
-    returns the seconds spent publishing."""
+    """Publish `make_message(i)` for `seconds` (at `rate` messages/s, or as fast as `may_send(sent)` allows
+    when 0); returns the seconds spent publishing."""
     begin = time.monotonic()
     end = begin + seconds
     i = 0
@@ -174,6 +175,9 @@ def run_publisher(
                 continue
             count = max(1, min(SEND_CHUNK_MESSAGES, int((now - due) * rate) + 1))
         else:
+            if not may_send(publisher.counts.sent):
+                time.sleep(0.002)
+                continue
             count = SEND_CHUNK_MESSAGES
         publisher.publish_many([make_message(i + k) for k in range(count)])
         i += count

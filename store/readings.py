@@ -74,6 +74,8 @@ def upsert_latest(conn: Conn, latest: Sequence[ReadingRow]) -> None:
     """Refresh `device_latest` with the newest reading per (device, metric); older ones never overwrite."""
     if not latest:
         return
+    # One lock order for every writer: two ingest workers upserting the same keys otherwise deadlock.
+    latest = sorted(latest, key=lambda row: (row[1], row[2]))
     with conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO device_latest AS l (ts, device_id, metric, value, quality, received_at) "
