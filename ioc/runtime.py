@@ -198,6 +198,16 @@ class EmbeddedPostgres:
         self.stop()
 
 
+def _raise_nofile_limit() -> None:
+    """Let children (the broker) hold one descriptor per connected device: lift the soft open-file limit to the hard."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):  # an unlimited hard limit is beyond the kernel's nr_open
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 class EmbeddedMosquitto:
     """A private Mosquitto 2 broker with persistence on; `with EmbeddedMosquitto(dir) as mq: mq.url`.
 
@@ -330,6 +340,7 @@ class EmbeddedMosquitto:
         user = _service_user()
         # Started as the service user: mosquitto would otherwise switch to its own `mosquitto` user.
         argv = [binary, "-c", str(self.config_file)]
+        _raise_nofile_limit()  # 10,000 simulated devices are 10,000 connections
         self._process = subprocess.Popen(
             argv,
             stdout=subprocess.DEVNULL,
