@@ -21,6 +21,10 @@ _STAGE_DDL = (
     "CREATE TEMP TABLE IF NOT EXISTS readings_stage "
     "(ts timestamptz, device_id text, metric text, value float8, quality int2) ON COMMIT DELETE ROWS"
 )
+_LATEST_STAGE_DDL = (
+    "CREATE TEMP TABLE IF NOT EXISTS latest_stage "
+    "(ts timestamptz, device_id text, metric text, value float8, quality int2) ON COMMIT DELETE ROWS"
+)
 _COPY_TYPES = ["timestamptz", "text", "text", "float8", "int2"]
 
 
@@ -71,19 +75,22 @@ def write_readings(conn: Conn, rows: Sequence[ReadingRow]) -> WriteResult:
 
 
 def upsert_latest(conn: Conn, latest: Sequence[ReadingRow]) -> None:
-    """Refresh `device_latest` with the newest reading per (device, metric); older ones never overwrite."""
+    """Refresh `device_latest` with the newest reading per (device, metric); older ones never overwrite.
+
+    Set-based (COPY into a staging table, one INSERT … ON CONFLICT): a row per key through executemany costs
+    the ingest process as much Python as the readings themselves.
+    """
     if not latest:
         return
-    # One lock order for every writer: two ingest workers upserting the same keys otherwise deadlock.
-    latest = sorted(latest, key=lambda row: (row[1], row[2]))
-    with conn.cursor() as cur:
-        cur.executemany(
-            "INSERT INTO device_latest AS l (ts, device_id, metric, value, quality, received_at) "
-            "VALUES (%s, %s, %s, %s, %s, now()) "
-            "ON CONFLICT (device_id, metric) DO UPDATE SET ts = excluded.ts, value = excluded.value, "
-            "quality = excluded.quality, received_at = excluded.received_at WHERE excluded.ts >= l.ts",
-            latest,
-        )
+    conn.execute(_LATEST_STAGE_DDL)
+    _copy_rows(conn, "latest_stage", latest)
+    # ORDER BY: one lock order for every writer, or two ingest workers upserting the same keys deadlock.
+    conn.execute(
+        "INSERT INTO device_latest AS l (ts, device_id, metric, value, quality, received_at) "
+        "SELECT ts, device_id, metric, value, quality, now() FROM latest_stage ORDER BY device_id, metric "
+        "ON CONFLICT (device_id, metric) DO UPDATE SET ts = excluded.ts, value = excluded.value, "
+        "quality = excluded.quality, received_at = excluded.received_at WHERE excluded.ts >= l.ts"
+    )
 
 
 class LatestValues:
