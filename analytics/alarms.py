@@ -12,8 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final, Literal, get_args
 
-import psycopg
-
+from devices import audit as devices_audit
 from devices.catalog import SEVERITIES, Severity
 from ioc.errors import IocError
 from store.pool import Conn
@@ -294,52 +293,12 @@ def list_alarms(
     return [_alarm(r) for r in rows]
 
 
-def _audit_columns(conn: Conn) -> frozenset[str]:
-    rows = conn.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() "
-        "AND table_name = 'audit_log'"
-    ).fetchall()
-    return frozenset(str(r[0]) for r in rows)
-
-
-def record_audit(conn: Conn, *, actor: str, action: str, alarm: Alarm, detail: dict[str, object]) -> bool:
-    """An `audit_log` entry for an alarm change when that table exists (it comes with the devices' migration);
-    returns whether one was written. Column names are probed so a different layout does not break alarms."""
-    columns = _audit_columns(conn)
-    if not columns:
-        return False
-    values: dict[str, object] = {}
-    for name in ("actor", "username", "user_id", "by"):
-        if name in columns:
-            values[name] = actor
-            break
-    if "action" in columns:
-        values["action"] = action
-    for name in ("entity", "entity_type", "target_type", "object_type"):
-        if name in columns:
-            values[name] = "alarm"
-            break
-    for name in ("entity_id", "target_id", "target", "object_id"):
-        if name in columns:
-            values[name] = str(alarm.id)
-            break
-    for name in ("detail", "details", "data", "payload"):
-        if name in columns:
-            values[name] = json.dumps({"alarm_id": alarm.id, "device_id": alarm.device_id, **detail})
-            break
-    if "action" not in values:
-        return False
-    from psycopg import sql
-
-    statement = sql.SQL("INSERT INTO audit_log ({}) VALUES ({})").format(
-        sql.SQL(", ").join(sql.Identifier(n) for n in values),
-        sql.SQL(", ").join(sql.Placeholder() for _ in values),
+def record_audit(conn: Conn, *, actor: str, action: str, alarm: Alarm, detail: dict[str, object]) -> None:
+    """An `audit_log` entry for an alarm change, in the same transaction as the change (target `alarm:{id}`)."""
+    devices_audit.record_audit(
+        conn,
+        actor=actor,
+        action=action,
+        target=f"alarm:{alarm.id}",
+        details={"device_id": alarm.device_id, "metric": alarm.metric, "cause": alarm.cause, **detail},
     )
-    try:
-        with conn.transaction():
-            conn.execute(statement, tuple(values.values()))
-    except psycopg.Error as exc:
-        # The audit layout is another part's; an entry it refuses must not lose the alarm change itself.
-        _LOGGER.warning("audit_log refused an alarm entry: %s", exc)
-        return False
-    return True

@@ -259,6 +259,11 @@ def test_raise_deduplicate_acknowledge_autoclear_and_notify(
     assert (event["event"], event["alarm"]["status"]) == ("cleared", "cleared")  # type: ignore[index]
     assert webhook.received.get(timeout=15)["event"] == "cleared"
 
+    with database.connect() as conn:
+        target = f"alarm:{alarm['id']}"
+        audit = conn.execute("SELECT actor, action FROM audit_log WHERE target = %s ORDER BY id", (target,)).fetchall()
+    assert audit == [("nguyen.lan", "alarm.acknowledge"), ("ioc-analytics", "alarm.clear")]
+
     # A new excursion after the clear is a new alarm.
     _write(database, "fridge-ct-1", "temperature", _minutes(16, 27, 8.5))
     assert job.tick().raised == 1
