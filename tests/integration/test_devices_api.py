@@ -15,7 +15,7 @@ import pytest
 
 from devices.credentials import verify_secret
 from ioc.runtime import EmbeddedMosquitto, EmbeddedPostgres
-from store.readings import write_readings
+from store.readings import upsert_latest, write_readings
 from tests.integration.conftest import ScratchDatabase
 from tests.integration.device_fixtures import (
     DeviceClient,
@@ -63,7 +63,9 @@ def test_registry_changes_over_http(
         # Readings before the move stay with the device after it.
         with psycopg.connect(database.url) as conn:
             ts = datetime.now(UTC) - timedelta(minutes=1)
-            write_readings(conn, [(ts, "gauge-ag-001", "water_level", 1.25, 0)])
+            rows = [(ts, "gauge-ag-001", "water_level", 1.25, 0)]
+            write_readings(conn, rows)
+            upsert_latest(conn, rows)
             conn.commit()
         moved = client.patch("/devices/gauge-ag-001", json={"province": "dong-thap"}, headers=admin)
         assert moved.status_code == 200, moved.text
