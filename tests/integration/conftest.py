@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -52,10 +53,10 @@ class ScratchDatabase:
     url: str
     name: str
 
-    def connect(self) -> psycopg.Connection[tuple[object, ...]]:
+    def connect(self) -> psycopg.Connection[tuple[Any, ...]]:
         return psycopg.connect(self.url, autocommit=True)
 
-    def scalar(self, sql: str, params: tuple[object, ...] = ()) -> object:
+    def scalar(self, sql: str, params: tuple[object, ...] = ()) -> Any:
         with self.connect() as conn:
             row = conn.execute(sql.encode(), params).fetchone()
             assert row is not None

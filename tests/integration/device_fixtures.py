@@ -51,7 +51,7 @@ class RunningMonitor:
 
     def wait_synced(self, database: ScratchDatabase, timeout_s: float = 30) -> None:
         """Until the broker's files reflect every registry change committed so far."""
-        version = int(database.scalar("SELECT version FROM broker_access_state"))  # type: ignore[call-overload]
+        version = int(database.scalar("SELECT version FROM broker_access_state"))
         wait_for(lambda: self.monitor.synced_version >= version, timeout_s=timeout_s, what="broker access sync")
 
 

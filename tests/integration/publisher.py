@@ -48,7 +48,7 @@ class Publisher:
     ) -> mqtt.MQTTMessageInfo:
         props = None
         if content_type is not None:
-            props = Properties(PacketTypes.PUBLISH)
+            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
             props.ContentType = content_type
         info = self.client.publish(topic, payload, qos=1, properties=props)
         if wait:

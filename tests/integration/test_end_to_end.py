@@ -14,7 +14,7 @@ from tests.integration.publisher import Publisher
 
 
 def _count_rows(database: ScratchDatabase, device_id: str) -> int:
-    return int(database.scalar("SELECT count(*) FROM readings WHERE device_id = %s", (device_id,)))  # type: ignore[arg-type]
+    return int(database.scalar("SELECT count(*) FROM readings WHERE device_id = %s", (device_id,)))
 
 
 def test_published_readings_come_back_through_the_api(

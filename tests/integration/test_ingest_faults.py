@@ -46,7 +46,7 @@ def _assert_exactly_once(database: ScratchDatabase, total: int, device_id: str) 
 
 
 def _rows(database: ScratchDatabase, device_id: str) -> int:
-    return int(database.scalar("SELECT count(*) FROM readings WHERE device_id = %s", (device_id,)))  # type: ignore[arg-type]
+    return int(database.scalar("SELECT count(*) FROM readings WHERE device_id = %s", (device_id,)))
 
 
 def _publish_all(pub: Publisher, topic: str, total: int, start: datetime, *, during: Callable[[int], None]) -> None:

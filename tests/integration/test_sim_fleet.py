@@ -38,7 +38,7 @@ def _register_all(database: ScratchDatabase, catalog: Catalog, devices: Sequence
 def _rows(database: ScratchDatabase) -> Rows:
     with database.connect() as conn:
         fetched = conn.execute(b"SELECT device_id, metric, ts, value FROM readings").fetchall()
-    return {(str(d), str(m), round(ts.timestamp() * 1000)): float(v) for d, m, ts, v in fetched}  # type: ignore[attr-defined, arg-type]
+    return {(str(d), str(m), round(ts.timestamp() * 1000)): float(v) for d, m, ts, v in fetched}
 
 
 def _count(database: ScratchDatabase, sql: str) -> int:
