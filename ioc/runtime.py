@@ -30,6 +30,7 @@ _LOGGER = logging.getLogger(__name__)
 
 SERVICE_USER = "ioc"
 DATABASE_NAME = "ioc"
+_PG_CONF = "ioc.conf"
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 60.0
 CENTER_MQTT_USERNAME = "ioc-center"
@@ -132,26 +133,37 @@ class EmbeddedPostgres:
         result = subprocess.run(argv, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise RuntimeServiceError(f"initdb failed: {result.stderr.strip()}")
-        conf = self.data_dir / "postgresql.conf"
-        with conf.open("a", encoding="utf-8") as fh:
-            fh.write(
-                "\n# ioc embedded runtime\n"
-                "shared_preload_libraries = 'timescaledb'\n"
-                "timescaledb.telemetry_level = off\n"
-                "listen_addresses = '127.0.0.1'\n"
-                # TCP only: socket paths under a deep checkout exceed the 107-byte limit.
-                "unix_socket_directories = ''\n"
-                "max_connections = 200\n"
-                "shared_buffers = 512MB\n"
-                "work_mem = 16MB\n"
-                "maintenance_work_mem = 256MB\n"
-                "max_wal_size = 4GB\n"
-                "checkpoint_timeout = 15min\n"
-                "wal_compression = on\n"
-                "max_locks_per_transaction = 256\n"
-                "timescaledb.max_background_workers = 4\n"
-                "max_worker_processes = 16\n"
-            )
+
+    def _write_settings(self) -> None:
+        """The cluster's settings, rewritten at each start so a changed default reaches existing clusters."""
+        main_conf = self.data_dir / "postgresql.conf"
+        include = f"include_if_exists = '{_PG_CONF}'"
+        if include not in main_conf.read_text(encoding="utf-8"):
+            with main_conf.open("a", encoding="utf-8") as fh:
+                fh.write(f"\n# ioc embedded runtime: its settings, rewritten at every start\n{include}\n")
+        path = self.data_dir / _PG_CONF
+        path.write_text(
+            "shared_preload_libraries = 'timescaledb'\n"
+            "timescaledb.telemetry_level = off\n"
+            "listen_addresses = '127.0.0.1'\n"
+            # TCP only: socket paths under a deep checkout exceed the 107-byte limit.
+            "unix_socket_directories = ''\n"
+            "max_connections = 200\n"
+            "shared_buffers = 512MB\n"
+            "work_mem = 16MB\n"
+            "maintenance_work_mem = 256MB\n"
+            "max_wal_size = 4GB\n"
+            "checkpoint_timeout = 15min\n"
+            # Compressing full-page images costs the database more CPU than the I/O it saves on these machines.
+            "wal_compression = off\n"
+            "max_locks_per_transaction = 256\n"
+            "timescaledb.max_background_workers = 4\n"
+            "max_worker_processes = 16\n",
+            encoding="utf-8",
+        )
+        user = _service_user()
+        if user is not None:
+            os.chown(path, user.pw_uid, user.pw_gid)
 
     def start(self) -> None:
         if not (self.data_dir / "PG_VERSION").exists():
@@ -160,6 +172,7 @@ class EmbeddedPostgres:
             # Left running by a process that was killed: it is ours (our data folder), stop it first.
             _LOGGER.warning("stopping a PostgreSQL left running in %s", self.data_dir)
             self._pg_ctl("-w", "-m", "fast", "stop", check=False)
+        self._write_settings()
         self._pg_ctl("-w", "-t", str(int(START_TIMEOUT_S)), "-l", str(self.log_file), "-o", f"-p {self.port}", "start")
         self._ensure_database()
         _LOGGER.info("embedded PostgreSQL on port %s (%s)", self.port, self.data_dir)
