@@ -357,6 +357,8 @@ def run_ingest_bench(config: IngestBenchConfig, *, json_path: str | None) -> dic
                 database_url, "SELECT count(*) FROM (SELECT DISTINCT device_id, metric, ts FROM readings) d"
             )
             quantiles = _histogram_quantiles(metrics_dir, "ioc_ingest_latency_seconds", (0.5, 0.99))
+            commit_q = _histogram_quantiles(metrics_dir, "ioc_ingest_commit_seconds", (0.5, 0.99))
+            batch_q = _histogram_quantiles(metrics_dir, "ioc_ingest_batch_rows", (0.5,))
         finally:
             stop_watch.set()
             supervisor.stop()
@@ -373,6 +375,8 @@ def run_ingest_bench(config: IngestBenchConfig, *, json_path: str | None) -> dic
         "readings_per_s": round(stored / (publish_seconds + drain_seconds), 1),
         "publish_msgs_per_s": round(published / publish_seconds, 1),
         "latency_ms": {"p50": round(quantiles[0.5] * 1000, 1), "p99": round(quantiles[0.99] * 1000, 1)},
+        "commit_ms": {"p50": round(commit_q[0.5] * 1000, 1), "p99": round(commit_q[0.99] * 1000, 1)},
+        "batch_rows_p50": round(batch_q[0.5]),
         "drain_s_after_publish": round(drain_seconds, 2),
         "workers": config.workers,
         "publishers": config.publishers,

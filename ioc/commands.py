@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 from analytics.live_commands import analytics_running
 from devices.catalog import Catalog, load_catalog
-from devices.provinces import load_provinces
 from devices.monitor import MonitorConfig, monitor_running
+from devices.provinces import load_provinces
 from devices.registry import create_device, lookup_devices
 from firmware_sim.firmware import SimDevice
 from firmware_sim.fleet import Fleet, FleetConfig

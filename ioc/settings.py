@@ -27,7 +27,7 @@ class Settings(BaseSettings):
     ingest_workers: int = Field(default=1, ge=1, description="ingest processes in the shared subscription")
     ingest_group: str = Field(default="ioc-ingest", description="MQTT 5 shared-subscription group")
     batch_max_rows: int = Field(default=5000, ge=1, description="rows per COPY batch at most")
-    batch_max_wait_ms: int = Field(default=200, ge=1, description="longest a reading waits for its batch")
+    batch_max_wait_ms: int = Field(default=50, ge=1, description="longest a reading waits for its batch")
     queue_max_messages: int = Field(default=20000, ge=10, description="in-flight messages before back-pressure")
     max_payload_bytes: int = Field(default=256 * 1024, description="larger payloads are quarantined")
     max_future_skew_s: float = Field(default=300.0, description="readings further in the future are refused")
