@@ -59,6 +59,16 @@ class CenterClient(mqtt.Client):
     """paho's client with buffered socket reads and batched acknowledgements: the same protocol handling,
     far fewer system calls."""
 
+    def message_callback_add(self, sub: str, callback: Any) -> None:
+        raise NotImplementedError("CenterClient dispatches every message to on_message")
+
+    def _handle_on_message(self, message: mqtt.MQTTMessage) -> None:
+        # paho matches every topic against per-filter callbacks first; the center never registers any.
+        on_message = self.on_message
+        if on_message is not None:
+            with self._in_callback_mutex:
+                on_message(self, self._userdata, message)
+
     def ack_many(self, mids: Sequence[int]) -> None:
         """Acknowledge received QoS 1 messages (manual-ack mode) with one write instead of one per message."""
         if mids:
