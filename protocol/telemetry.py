@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import NamedTuple, Final, Literal
+from typing import Final, Literal, NamedTuple
 
 import cbor2
 
