@@ -1,4 +1,4 @@
-"""One ingest worker: MQTT shared subscription → decode → validate → batch → COPY → commit → acknowledge.
+"""One ingest worker: MQTT subscription → decode → validate → batch → COPY → commit → acknowledge.
 
 paho's network thread only decodes and queues (STYLE 4); the calling thread drains the queue in batches, so a
 full queue blocks the network thread and the broker stops sending to this worker (back-pressure). A QoS 1
@@ -64,7 +64,7 @@ class IngestConfig:
     # while a direct persistent subscription loses nothing. So the single-worker default is restart-safe.
     shared_subscription: bool = False
     batch_max_rows: int = 5000
-    batch_max_wait_s: float = 0.2
+    batch_max_wait_s: float = 0.05
     queue_max_messages: int = 20000
     max_payload_bytes: int = 256 * 1024
     max_future_s: float = 300.0
