@@ -161,6 +161,7 @@ def score_detections(
     found: dict[str, int] = defaultdict(int)
     total: dict[str, int] = defaultdict(int)
     sources: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    first_latencies: dict[str, list[float]] = defaultdict(list)
     for label in labels:
         total[label.kind] += 1
         hits = [d for d in detections if _matches(label, d, tolerance_s)]
@@ -171,6 +172,8 @@ def score_detections(
             found[label.kind] += 1
             delays[label.kind].append(max(0.0, first.trigger_ts - label.start))
             sources[label.kind][first.source] += 1
+            if first.latency_s is not None:
+                first_latencies[label.kind].append(first.latency_s)
     false_alarms = [d for d in detections if d.alarm_id not in matched_alarms]
     for kind in sorted(total):
         series = {(lb.device_id, lb.metric) for lb in labels if lb.kind == kind}
@@ -188,6 +191,12 @@ def score_detections(
             "precision": precision,
             "median_delay_s": _median(delays[kind]),
             "first_detected_by": dict(sources[kind]),
+            # Arrival → alarm (wall time) of the alarms that first detected each fault of this kind.
+            "alarm_latency_s": {
+                "count": len(first_latencies[kind]),
+                "median": _median(first_latencies[kind]),
+                "max": max(first_latencies[kind]) if first_latencies[kind] else None,
+            },
         }
     latencies = [d.latency_s for d in detections if d.latency_s is not None]
     all_found = sum(found.values())

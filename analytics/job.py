@@ -32,6 +32,7 @@ from typing import Final, Literal, Protocol, cast
 
 import psycopg
 
+from analytics.alarm_policy import EVERY_ANOMALY, DetectorAlarmGate, DetectorAlarmPolicy, device_gap_open
 from analytics.alarms import (
     Alarm,
     AlarmSignal,
@@ -80,6 +81,9 @@ class JobConfig:
     detector_severity: Severity = "minor"
     # None: the detector's own default threshold.
     detector_threshold: float | None = None
+    # Which anomalies raise detector alarms (all anomalies are written either way). The default here raises on
+    # every anomaly, as the scorer's unit tests expect; entry points pass `Settings`' policy (`job_config`).
+    detector_policy: DetectorAlarmPolicy = EVERY_ANOMALY
 
 
 class Detector(Protocol):
@@ -128,11 +132,12 @@ def load_detector(saved: object) -> Detector:
 
 
 class _Series:
-    __slots__ = ("detector", "detector_open", "dirty", "last_anomaly_ts", "last_ts", "rules")
+    __slots__ = ("detector", "detector_open", "dirty", "gate", "last_anomaly_ts", "last_ts", "rules")
 
     def __init__(self, detector: Detector, rules: SeriesRules) -> None:
         self.detector = detector
         self.rules = rules
+        self.gate = DetectorAlarmGate()
         self.last_ts = float("-inf")
         self.last_anomaly_ts = float("-inf")
         self.detector_open = False
@@ -212,6 +217,9 @@ class StreamScorer:
         self.threshold = config.detector_threshold if config.detector_threshold is not None else detector_threshold()
         self._new_detector = detector_factory
         self._open_marks: dict[tuple[str, str], list[Alarm]] = {}
+        # Reading time of each device's last new detector alarm (the policy's device gap). Not saved: after a
+        # restart at most one alarm comes early.
+        self._device_raised: dict[str, float] = {}
 
     # state ------------------------------------------------------------------------------------------------
     def get_series(self, device_id: str, metric: str, info: DeviceInfo, saved: bytes | None = None) -> _Series:
@@ -239,6 +247,9 @@ class StreamScorer:
                 rules.load(rules_state)
             found.last_ts = float(series_state.get("last_ts", found.last_ts))  # type: ignore[arg-type]
             found.last_anomaly_ts = float(series_state.get("last_anomaly_ts", found.last_anomaly_ts))  # type: ignore[arg-type]
+            gate_state = series_state.get("gate")
+            if isinstance(gate_state, Mapping):
+                found.gate.load(gate_state)
         for alarm in self._open_marks.pop(key, ()):
             self._apply_open(found, alarm)
         self.series[key] = found
@@ -251,6 +262,7 @@ class StreamScorer:
             "rules": series.rules.dump(),
             "last_ts": series.last_ts,
             "last_anomaly_ts": series.last_anomaly_ts,
+            "gate": series.gate.dump(),
         }
         return pickle.dumps(blob, protocol=pickle.HIGHEST_PROTOCOL)
 
@@ -294,6 +306,8 @@ class StreamScorer:
         out = BatchOutcome()
         threshold = self.threshold
         quiet_s = self.config.anomaly_quiet_s
+        policy = self.config.detector_policy
+        device_raised = self._device_raised
         anomalies = out.anomalies
         for (device_id, metric), group in itertools.groupby(rows, key=itemgetter(0, 1)):
             info = devices.get(device_id)
@@ -302,6 +316,7 @@ class StreamScorer:
                 continue
             series = self.get_series(device_id, metric, info)
             update = series.detector.update
+            gate_step = series.gate.step
             step = series.rules.step
             has_rules = bool(series.rules.states)
             pending: dict[str, _Pending] = {}
@@ -319,18 +334,29 @@ class StreamScorer:
                 if quality == 0:
                     # Physically impossible values (quality 1) would wreck a learned baseline; rules still see them.
                     s = update(ts, x)
-                    if s >= threshold:
+                    anomalous = s >= threshold
+                    admitted = gate_step(policy, score=s, anomalous=anomalous)
+                    if anomalous:
                         anomalies.append(AnomalyRow(ts, device_id, metric, x, s, received))
                         last_anomaly = ts
-                        if detector is None:
-                            detector = _Pending(ts=ts, since=ts, raises=True, value=x, score=s)
-                            detector.received_at = received
-                        else:
-                            detector.count += 1
-                            detector.last_ts = ts
-                            detector.value = x
-                            detector.score = max(s, detector.score or 0.0)
-                        is_open = True
+                        # A new alarm needs the policy's consent (and the device's gap); an open one counts every
+                        # anomaly as a repeat.
+                        if (
+                            not is_open
+                            and admitted
+                            and device_gap_open(policy, last_raise_ts=device_raised.get(device_id), ts=ts)
+                        ):
+                            device_raised[device_id] = ts
+                            is_open = True
+                        if is_open:
+                            if detector is None:
+                                detector = _Pending(ts=ts, since=ts, raises=True, value=x, score=s)
+                                detector.received_at = received
+                            else:
+                                detector.count += 1
+                                detector.last_ts = ts
+                                detector.value = x
+                                detector.score = max(s, detector.score or 0.0)
                     elif is_open and ts - last_anomaly >= quiet_s:
                         if detector is not None:
                             out.ops.append(self._detector_op("raise", device_id, metric, info, detector))
@@ -586,12 +612,17 @@ class AnalyticsJob:
         catalog: Catalog,
         notifier: Notifier | None = None,
         clock: Callable[[], float] = time.time,
+        silence_on_reading_time: bool = False,
         detector_factory: Callable[[], Detector] = new_detector,
     ) -> None:
+        """`clock`: the job's now (epoch seconds) for silence, escalation and alarm times; a simulated fleet
+        passes its own clock. `silence_on_reading_time`: judge silence against the newest reading time the job
+        has read (capped by `clock`) instead of against `clock` alone — see `_silence_now`."""
         self.config = config
         self._pool = pool
         self._notifier = notifier
         self._clock = clock
+        self._silence_on_reading_time = silence_on_reading_time
         self.scorer = StreamScorer(catalog, config, detector_factory=detector_factory)
         self._devices: dict[str, DeviceInfo] = {}
         self._missing_states: set[tuple[str, str]] = set()
@@ -672,11 +703,14 @@ class AnalyticsJob:
             outcome = self.scorer.score(rows, self._devices)
             caught_up = upper >= high
             now = self._clock()
+            if outcome.max_ts > float("-inf"):
+                self.last_reading_ts = max(self.last_reading_ts or outcome.max_ts, outcome.max_ts)
             ops = outcome.ops
-            if caught_up:
+            silence_now = self._silence_now(now)
+            if caught_up and silence_now is not None:
                 # Silence is judged against the clock only once the backlog is read; before that, every device
                 # would look silent.
-                ops = [*ops, *self.scorer.check_silent(now, self._devices)]
+                ops = [*ops, *self.scorer.check_silent(silence_now, self._devices)]
             scored = time.perf_counter()
             insert_anomalies(conn, outcome.anomalies, detector=DETECTOR_NAME)
             now_dt = _dt(now)
@@ -689,8 +723,6 @@ class AnalyticsJob:
             conn.commit()
             written = time.perf_counter()
         self.watermark = max(self.watermark, upper)
-        if outcome.max_ts > float("-inf"):
-            self.last_reading_ts = max(self.last_reading_ts or outcome.max_ts, outcome.max_ts)
         if self._notifier is not None and events:
             self._notifier.notify(events)
         stats = TickStats(
@@ -710,6 +742,24 @@ class AnalyticsJob:
         for name in self.totals:
             self.totals[name] += getattr(stats, name)
         return stats
+
+    def _silence_now(self, now: float) -> float | None:
+        """The time a device's silence is measured up to.
+
+        Live (wall clock), `now`: a device is silent when the clock has moved on without it. For a simulated
+        fleet sped up N times, the job's clock follows the simulation, but every pipeline delay (ingest batch,
+        commit, this job's poll and tick) is stretched N times in simulated seconds: half a second of real
+        delay is two simulated minutes at 240x, and the 5-minute silence of a fast-reporting device would fire
+        on healthy devices. There silence is judged on reading time: against the newest reading the job has
+        read from the fleet, which has been through the same pipeline as the silent device's would have. It
+        is capped by `now` so a device whose clock runs ahead cannot make the others look silent; and a fleet
+        that stops reporting as a whole raises no silence this way (the live mode still does).
+        """
+        if not self._silence_on_reading_time:
+            return now
+        if self.last_reading_ts is None:
+            return None
+        return min(now, self.last_reading_ts)
 
     def _apply(
         self, conn: Conn, op: AlarmOp, now: datetime, events: list[AlarmEvent], counts: dict[str, int], *, wall: float

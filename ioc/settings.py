@@ -39,3 +39,13 @@ class Settings(BaseSettings):
     alarm_escalate_after_s: float = Field(default=900.0, gt=0, description="unacknowledged this long: severity +1")
     anomaly_quiet_s: float = Field(default=600.0, gt=0, description="no anomalous score this long clears an alarm")
     analytics_state_save_s: float = Field(default=60.0, gt=0, description="how often detector state is saved")
+    # When a learned-detector anomaly becomes an alarm (analytics.alarm_policy; anomalies are recorded either way).
+    detector_alarm_learn_points: int = Field(default=0, ge=0, description="a series' first points raise no alarm")
+    detector_alarm_high_score: float = Field(
+        default=0.78, ge=0, le=1, description="a detector score this high raises at once (0 = never at once)"
+    )
+    detector_alarm_persist_points: int = Field(default=3, ge=1, description="anomalous points needed within the window")
+    detector_alarm_persist_window: int = Field(default=6, ge=1, description="the recent points counted, at most 62")
+    detector_alarm_device_gap_s: float = Field(
+        default=600.0, ge=0, description="reading time between new detector alarms of one device"
+    )

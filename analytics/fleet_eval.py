@@ -1,0 +1,268 @@
+"""`ioc analytics e2e`: a simulated fleet with injected faults against a private center, scored against the
+simulator's fault labels (precision, recall, detection delay per fault kind; alarm latency from arrival).
+
+This is command wiring, like `ioc demo`: in a fresh runtime folder it starts embedded PostgreSQL and Mosquitto
+(with device credentials), ingest workers, the analytics job and the fleet, so it reaches into `ingest`,
+`firmware_sim` and `ioc` inside functions; the scoring is `analytics.e2e`. The fleet runs on a scaled clock
+that starts `hours` in the past, so it ends about now (ingest refuses readings from the future); the job's
+clock is the same scaled clock, and silence is judged on reading time (`AnalyticsJob._silence_now`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Final, Literal
+
+from analytics.alarm_policy import DEFAULT_POLICY, DetectorAlarmPolicy
+from analytics.e2e import DEFAULT_TOLERANCE_S
+
+if TYPE_CHECKING:
+    from analytics.job import AnalyticsJob
+    from firmware_sim.firmware import SimDevice
+    from ioc.settings import Settings
+
+_LOGGER = logging.getLogger(__name__)
+
+# Per device and report: the chance a fault starts. About 60 spikes and 30 of each lasting kind in a 4 h run of
+# 60 devices at 10 s. Faults the center absorbs by design (duplicates, reordering, malformed) are left out:
+# `analytics.e2e` does not score them.
+DEFAULT_FAULTS: Final = (
+    "spike:0.0008,level_shift:0.0004,drift:0.0004,stuck:0.0004,noise:0.0004,dropout:0.0003,offline:0.0003"
+)
+DRAIN_TIMEOUT_S: Final = 120.0
+READY_TIMEOUT_S: Final = 30.0
+
+JobClock = Literal["simulation", "wall"]
+
+
+@dataclass(frozen=True, slots=True)
+class FleetRun:
+    """One evaluation run: the fleet, its faults and the alarm policy under test."""
+
+    devices: int = 60
+    hours: float = 4.0
+    speed: float = 240.0
+    interval_s: float = 10.0
+    faults: str = DEFAULT_FAULTS
+    seed: int = 1
+    policy: DetectorAlarmPolicy = DEFAULT_POLICY
+    # "wall" reproduces the job before it followed the simulation's clock (for comparison only).
+    job_clock: JobClock = "simulation"
+    tolerance_s: float = DEFAULT_TOLERANCE_S
+    poll_interval_s: float = 0.1
+
+
+@dataclass(slots=True)
+class RunProgress:
+    """What the run is doing, for a progress display: phase and fraction of simulated time done."""
+
+    phase: str = "starting"
+    done: float = 0.0
+    notes: dict[str, object] = field(default_factory=dict)
+
+
+def _provision(database_url: str, devices: list[SimDevice]) -> list[SimDevice]:
+    """Register the fleet and give each device a secret (the broker only lets registered devices in)."""
+    import dataclasses
+
+    from devices.catalog import load_catalog
+    from devices.provisioning import rotate_secret
+    from devices.registry import create_device
+    from store.pool import connect
+
+    catalog = load_catalog()
+    with connect(database_url) as conn:
+        for d in devices:
+            create_device(conn, device_id=d.device_id, type_code=d.type_code, province=d.province, catalog=catalog)
+        secured = [dataclasses.replace(d, password=rotate_secret(conn, d.device_id, actor="ioc e2e")) for d in devices]
+        conn.commit()
+    return secured
+
+
+def _scalar(database_url: str, sql: str) -> int:
+    from store.pool import connect
+
+    with connect(database_url) as conn:
+        row = conn.execute(sql.encode()).fetchone()
+    return 0 if row is None or row[0] is None else int(row[0])
+
+
+@contextlib.contextmanager
+def _job_running(job: AnalyticsJob) -> Iterator[None]:
+    stop = threading.Event()
+    thread = threading.Thread(target=job.run, args=(stop,), name="e2e-analytics", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+
+
+def _wait_drained(database_url: str, job: AnalyticsJob, *, expected_rows: int, progress: RunProgress) -> int:
+    """Wait until ingest has stored what the fleet sent and the job has read all of it; returns stored rows."""
+    progress.phase = "draining"
+    deadline = time.monotonic() + DRAIN_TIMEOUT_S
+    stored, stable_since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        now_stored = _scalar(database_url, "SELECT count(*) FROM readings")
+        if now_stored != stored:
+            stored, stable_since = now_stored, time.monotonic()
+        read = job.totals["readings"] + job.totals["late"]
+        if (stored >= expected_rows or time.monotonic() - stable_since > 5.0) and read >= stored:
+            break
+        time.sleep(0.2)
+    else:
+        _LOGGER.warning(
+            "e2e: gave up waiting after %.0f s (%d of %d rows stored)", DRAIN_TIMEOUT_S, stored, expected_rows
+        )
+    # One more caught-up tick or two, so the silence check sees the end of the data.
+    time.sleep(3 * job.config.poll_interval_s + 0.5)
+    return stored
+
+
+def run_fleet_evaluation(
+    run: FleetRun,
+    *,
+    settings: Settings,
+    root: Path,
+    labels_out: Path | None = None,
+    progress: RunProgress | None = None,
+    keep: bool = False,
+) -> dict[str, object]:
+    """Run everything in `root` (wiped first, removed after unless `keep`) and return the report."""
+    from analytics.e2e import evaluate_labels
+    from analytics.job import AnalyticsJob, JobConfig
+    from analytics.notify import Notifier
+    from devices.access import sync_broker_access
+    from devices.catalog import load_catalog
+    from firmware_sim.cli import build_devices
+    from firmware_sim.clock import ScaledClock
+    from firmware_sim.faults import parse_fault_spec
+    from firmware_sim.fleet import FleetConfig, FleetStats, run_fleet
+    from ingest.supervisor import IngestSupervisor
+    from ioc.commands import ingest_config
+    from ioc.runtime import EmbeddedMosquitto, EmbeddedPostgres
+    from ioc.services import ServiceUrls, migrate_database
+    from protocol.broker_url import parse_broker_url
+    from store.pool import connect, open_pool
+
+    progress = progress or RunProgress()
+    faults = parse_fault_spec(run.faults)
+    duration_s = run.hours * 3600.0
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    labels_path = root / "labels.jsonl"
+    started = time.monotonic()
+    try:
+        with EmbeddedPostgres(root / "postgres") as pg, EmbeddedMosquitto(root / "mosquitto", auth=True) as mq:
+            progress.phase = "provisioning"
+            migrate_database(pg.url)
+            devices = _provision(pg.url, build_devices(run.devices, prefix="e2e"))
+            with connect(pg.url) as conn:
+                sync_broker_access(conn, mq.access_target())
+            urls = ServiceUrls(database_url=pg.url, mqtt_url=mq.url, broker_access=mq.access_target())
+            supervisor = IngestSupervisor(
+                ingest_config(settings, urls),
+                workers=settings.ingest_workers,
+                metrics_dir=root / "metrics",
+                log_level="WARNING",
+            )
+            supervisor.start()
+            watch_stop = threading.Event()
+            watcher = threading.Thread(target=supervisor.watch, args=(watch_stop,), name="e2e-ingest", daemon=True)
+            watcher.start()
+            try:
+                if not supervisor.wait_ready(READY_TIMEOUT_S):
+                    _LOGGER.warning("e2e: ingest workers not subscribed after %.0f s", READY_TIMEOUT_S)
+                # The simulation starts `hours` ago and catches up with the present as it ends.
+                clock = ScaledClock(time.time() - duration_s, speed=run.speed)
+                config = JobConfig(
+                    name="e2e",
+                    poll_interval_s=run.poll_interval_s,
+                    state_save_interval_s=settings.analytics_state_save_s,
+                    anomaly_quiet_s=settings.anomaly_quiet_s,
+                    escalate_after_s=settings.alarm_escalate_after_s,
+                    detector_policy=run.policy,
+                )
+                simulated = run.job_clock == "simulation"
+                with (
+                    open_pool(pg.url, min_size=1, max_size=2, name="ioc-e2e-analytics") as pool,
+                    Notifier(broker=parse_broker_url(mq.url), client_id="ioc-e2e-alerts") as notifier,
+                ):
+                    job = AnalyticsJob(
+                        config,
+                        pool=pool,
+                        catalog=load_catalog(),
+                        notifier=notifier,
+                        clock=clock.now if simulated else time.time,
+                        silence_on_reading_time=simulated,
+                    )
+                    job.restore()
+                    with _job_running(job):
+                        progress.phase = "simulating"
+                        sim_start = clock.now()
+
+                        def on_fleet(stats: FleetStats) -> None:
+                            progress.done = min(1.0, (clock.now() - sim_start) / duration_s)
+                            progress.notes = {"published": stats.published, "faults": sum(stats.faults.values())}
+
+                        result = run_fleet(
+                            FleetConfig(
+                                broker=parse_broker_url(mq.device_url),
+                                devices=devices,
+                                seed=run.seed,
+                                interval_s=run.interval_s,
+                                faults=faults,
+                                buffer_dir=root / "buffer",
+                            ),
+                            duration_s=duration_s,
+                            clock=clock,
+                            labels_path=labels_path,
+                            on_progress=on_fleet,
+                        )
+                        progress.done = 1.0
+                        stored = _wait_drained(pg.url, job, expected_rows=result.stats.expected_rows, progress=progress)
+                progress.phase = "evaluating"
+                with connect(pg.url) as conn:
+                    report = evaluate_labels(conn, labels_path, tolerance_s=run.tolerance_s)
+                    by_source = {
+                        str(k): int(v)
+                        for k, v in conn.execute("SELECT source, count(*) FROM alarms GROUP BY source").fetchall()
+                    }
+                    by_kind = {
+                        str(k): int(v)
+                        for k, v in conn.execute("SELECT kind, count(*) FROM alarms GROUP BY kind").fetchall()
+                    }
+                    anomalies = conn.execute("SELECT count(*) FROM anomalies").fetchone()
+            finally:
+                watch_stop.set()
+                watcher.join()
+                supervisor.stop()
+        if labels_out is not None:
+            labels_out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(labels_path, labels_out)
+    finally:
+        if not keep:
+            shutil.rmtree(root, ignore_errors=True)
+    report["run"] = {
+        **{k: v for k, v in asdict(run).items() if k != "policy"},
+        "detector_policy": asdict(run.policy),
+        "simulated_s": duration_s,
+        "wall_s": round(time.monotonic() - started, 1),
+        "readings_expected": result.stats.expected_rows,
+        "readings_stored": stored,
+        "readings_scored": job.totals["readings"],
+        "anomalies": 0 if anomalies is None else int(anomalies[0]),
+        "alarms_by_source": by_source,
+        "alarms_by_kind": by_kind,
+        "faults_injected": dict(result.stats.faults),
+    }
+    return report
