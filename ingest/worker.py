@@ -20,7 +20,7 @@ import psycopg
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from devices.broker import CenterClient, connect, make_client
+from devices.broker import CenterClient, ReceivedPublish, connect, make_client
 from devices.catalog import Catalog
 from devices.registry import DeviceRecord, lookup_devices
 from ingest import metrics
@@ -205,15 +205,15 @@ class IngestWorker:
         if not self._stop.is_set():
             _LOGGER.warning("ingest %s lost the broker: %s", self._config.client_id, reason)
 
-    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+    def _on_publish(self, message: ReceivedPublish) -> None:
         item = _Inbound(
             mid=message.mid,
             qos=message.qos,
             generation=self._generation,
             topic=message.topic,
-            payload=bytes(message.payload),
+            payload=message.payload,
         )
-        content_type = getattr(message.properties, "ContentType", None) if message.properties else None
+        content_type = message.content_type
         try:
             item.address = parse_topic(item.topic)
             item.telemetry = decode_telemetry(
@@ -237,7 +237,7 @@ class IngestWorker:
             client.on_connect = self._on_connect
             client.on_subscribe = self._on_subscribe
             client.on_disconnect = self._on_disconnect
-            client.on_message = self._on_message
+            client.on_publish_received = self._on_publish
             self._client = client
             connect(client, cfg.broker, persistent=True)
             client.loop_start()
