@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from datetime import datetime, timedelta
 
 from devices.catalog import DeviceType
@@ -41,19 +40,20 @@ def to_rows(
     earliest_allowed = device.created_at - HISTORY_SLACK
     rows: list[ReadingRow] = []
     device_id = device.device_id
-    for reading in telemetry.readings:
-        spec = device_type.metric(reading.metric)
+    checked_ts = None
+    for ts, metric, value, unit, _ in telemetry.readings:
+        spec = device_type.metric(metric)
         if spec is None:
-            raise ValidationError("unknown_metric", f"{reading.metric!r} is not a metric of {device_type.code}")
-        if reading.unit is not None and reading.unit != spec.unit:
-            raise ValidationError("unit_mismatch", f"{reading.metric} in {reading.unit!r}, expected {spec.unit!r}")
-        if reading.ts > latest_allowed:
-            raise ValidationError("timestamp_in_future", reading.ts.isoformat())
-        if reading.ts < earliest_allowed:
-            raise ValidationError("timestamp_before_device", reading.ts.isoformat())
-        value = reading.value
-        if not math.isfinite(value):  # the decoder refuses these; kept as a guard for other decoders
-            raise ValidationError("non_finite_value", reading.metric)
+            raise ValidationError("unknown_metric", f"{metric!r} is not a metric of {device_type.code}")
+        if unit is not None and unit != spec.unit:
+            raise ValidationError("unit_mismatch", f"{metric} in {unit!r}, expected {spec.unit!r}")
+        if ts is not checked_ts:  # the readings of one message share their timestamp: check it once
+            if ts > latest_allowed:
+                raise ValidationError("timestamp_in_future", ts.isoformat())
+            if ts < earliest_allowed:
+                raise ValidationError("timestamp_before_device", ts.isoformat())
+            checked_ts = ts
+        # Values are finite: the decoder refuses NaN and infinities at the edge.
         quality = QUALITY_GOOD if spec.min <= value <= spec.max else QUALITY_OUT_OF_RANGE
-        rows.append((reading.ts, device_id, reading.metric, value, quality))
+        rows.append((ts, device_id, metric, value, quality))
     return rows

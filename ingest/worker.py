@@ -50,6 +50,7 @@ QUEUE_PUT_TIMEOUT_S = 1.0
 LIVE_LATENCY_WINDOW_S = 60.0
 # device_latest is refreshed at most this often (and whenever ingest is idle), not with every batch.
 LATEST_FLUSH_S = 1.0
+TOPIC_CACHE_MAX = 200_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +155,7 @@ class IngestWorker:
         self._unknown_until: dict[str, float] = {}
         self._client: CenterClient | None = None
         self._latest = LatestValues()
+        self._addresses: dict[str, TopicAddress] = {}
         self._latest_flushed = 0.0
 
     # --- paho callbacks: network thread, no I/O -------------------------------------------------------
@@ -215,7 +217,7 @@ class IngestWorker:
         )
         content_type = message.content_type
         try:
-            item.address = parse_topic(item.topic)
+            item.address = self._address(item.topic)
             item.telemetry = decode_telemetry(
                 item.payload,
                 content_type=content_type,
@@ -226,6 +228,15 @@ class IngestWorker:
             item.error = exc
         # When stopping with a full inbox the message is dropped unacknowledged: the broker delivers it again.
         self._inbox.put(item, self._stop)
+
+    def _address(self, topic: str) -> TopicAddress:
+        """`parse_topic`, remembered: a device publishes on the same topic again and again."""
+        address = self._addresses.get(topic)
+        if address is None:
+            if len(self._addresses) >= TOPIC_CACHE_MAX:
+                self._addresses.clear()
+            address = self._addresses[topic] = parse_topic(topic)
+        return address
 
     # --- the writer: calling thread --------------------------------------------------------------------
 

@@ -139,6 +139,9 @@ class Telemetry:
     skipped_records: int = 0
 
 
+_new_tuple = tuple.__new__
+
+
 def _error(reason: Reason, detail: str = "") -> DecodeError:
     return DecodeError(reason, detail)
 
@@ -287,7 +290,8 @@ def _decode_json_message(message: dict[str, object], *, out: list[Reading], inde
     for metric, raw_value in readings.items():
         if not is_metric_name(metric):
             raise _error("bad_metric_name", repr(metric[:80]))
-        append(Reading(ts, metric, _finite_float(raw_value, metric), None, seq))
+        # tuple.__new__ directly: the NamedTuple constructor is a Python-level function, and this runs per reading.
+        append(_new_tuple(Reading, (ts, metric, _finite_float(raw_value, metric), None, seq)))
 
 
 def _finite_float(raw: object, field: str) -> float:
