@@ -45,7 +45,7 @@ class DetectorAlarmPolicy:
 
 # Every anomalous score raises (the job's behaviour before the policy; tests of the lifecycle use it).
 EVERY_ANOMALY: Final = DetectorAlarmPolicy()
-# The live defaults (`Settings.detector_alarm_*`), chosen on the simulated fleet (`ioc analytics e2e`, 60 devices,
+# The live defaults (`Settings.detector_alarm_*`), chosen on the simulated fleet (`ioc bench detection`, 60 devices,
 # 4 h, seed 7, alarms replayed under each policy): the detector damps itself after an alert, so persistence
 # rarely adds anything and the score bar does the work; no learning beyond the detector's own 100-point warm-up
 # (more cost recall and bought no precision); a 10-minute device gap. Spike, level-shift, drift and noise

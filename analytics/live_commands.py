@@ -13,8 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from rich.console import Group
-
     from analytics.alarm_policy import DetectorAlarmPolicy
     from analytics.job import JobConfig
     from ioc.services import ServiceUrls
@@ -38,38 +36,6 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     evaluate.add_argument("--json", type=Path, default=None, help="write the report here")
     evaluate.add_argument("--tolerance-s", type=float, default=None, help="detections this late still count")
     evaluate.set_defaults(func=cmd_evaluate)
-
-    e2e = group_sub.add_parser(
-        "e2e",
-        help="a simulated fleet with injected faults through a private center, scored per fault kind",
-        description="Starts embedded PostgreSQL and Mosquitto in a fresh runtime folder, ingest, the analytics job "
-        "and a simulated fleet on a sped-up clock; then scores the alarms against the fleet's fault labels: "
-        "precision, recall and median detection delay per fault kind, and alarm latency (arrival → alarm).",
-    )
-    e2e.add_argument("--devices", type=int, default=60)
-    e2e.add_argument("--hours", type=float, default=4.0, help="simulated hours")
-    e2e.add_argument("--speed", type=float, default=240.0, help="simulated seconds per real second")
-    e2e.add_argument("--interval", type=float, default=10.0, help="report interval of every device, seconds")
-    e2e.add_argument("--faults", default=None, help="fault spec as for `ioc simulate --faults` (default: a mix)")
-    e2e.add_argument("--seed", type=int, default=1)
-    e2e.add_argument("--json", type=Path, default=None, help="write the report here")
-    e2e.add_argument("--labels-out", type=Path, default=None, help="keep the fault labels (JSONL) here")
-    e2e.add_argument("--tolerance-s", type=float, default=None, help="detections this late still count")
-    e2e.add_argument("--runtime-dir", type=Path, default=None, help="default: a fresh folder under the runtime dir")
-    e2e.add_argument("--keep", action="store_true", help="keep the runtime folder (database, broker log, labels)")
-    policy = e2e.add_argument_group("detector alarm policy (default: the IOC_DETECTOR_ALARM_* settings)")
-    policy.add_argument("--every-anomaly", action="store_true", help="every detector anomaly raises (no policy)")
-    policy.add_argument("--learn-points", type=int, default=None)
-    policy.add_argument("--high-score", type=float, default=None)
-    policy.add_argument("--persist", default=None, metavar="K/M", help="K anomalous points within the last M")
-    policy.add_argument("--device-gap-s", type=float, default=None)
-    e2e.add_argument(
-        "--job-clock",
-        choices=("simulation", "wall"),
-        default="simulation",
-        help="wall: the job ignores the simulation's clock (to compare with the behaviour before)",
-    )
-    e2e.set_defaults(func=cmd_e2e)
 
     bench = group_sub.add_parser("bench", help="readings per second through the job (scoring and the full tick)")
     bench.add_argument("--devices", type=int, default=2000)
@@ -154,142 +120,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         print(f"report written to {args.json}")
     return 0
-
-
-def _e2e_policy(args: argparse.Namespace, settings: Settings) -> DetectorAlarmPolicy:
-    import dataclasses
-
-    from analytics.alarm_policy import EVERY_ANOMALY
-
-    if args.every_anomaly:
-        return EVERY_ANOMALY
-    policy = detector_policy(settings)
-    changes: dict[str, object] = {}
-    if args.learn_points is not None:
-        changes["learn_points"] = args.learn_points
-    if args.high_score is not None:
-        changes["high_score"] = args.high_score
-    if args.device_gap_s is not None:
-        changes["device_gap_s"] = args.device_gap_s
-    if args.persist is not None:
-        k, _, m = args.persist.partition("/")
-        changes["persist_points"], changes["persist_window"] = int(k), int(m or k)
-    return dataclasses.replace(policy, **changes)  # type: ignore[arg-type]
-
-
-def cmd_e2e(args: argparse.Namespace) -> int:
-    import os
-
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from analytics.e2e import DEFAULT_TOLERANCE_S
-    from analytics.fleet_eval import DEFAULT_FAULTS, FleetRun, RunProgress, run_fleet_evaluation
-    from ioc.settings import Settings
-
-    settings = Settings()
-    try:
-        run = FleetRun(
-            devices=args.devices,
-            hours=args.hours,
-            speed=args.speed,
-            interval_s=args.interval,
-            faults=DEFAULT_FAULTS if args.faults is None else args.faults,
-            seed=args.seed,
-            policy=_e2e_policy(args, settings),
-            job_clock=args.job_clock,
-            tolerance_s=DEFAULT_TOLERANCE_S if args.tolerance_s is None else args.tolerance_s,
-        )
-    except ValueError as exc:
-        raise SystemExit(f"ioc analytics e2e: {exc}") from exc
-    root = args.runtime_dir or settings.runtime_dir / f"e2e-{os.getpid()}"
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=120)  # the table stays readable in a log or a pipe
-    state = RunProgress()
-    result: dict[str, object] = {}
-
-    def work() -> None:
-        result.update(
-            run_fleet_evaluation(
-                run, settings=settings, root=root, labels_out=args.labels_out, progress=state, keep=args.keep
-            )
-        )
-
-    worker = threading.Thread(target=work, name="e2e", daemon=True)
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as bar:
-        task = bar.add_task("starting", total=1.0)
-        worker.start()
-        while worker.is_alive():
-            worker.join(0.25)
-            notes = " ".join(f"{k} {v}" for k, v in state.notes.items())
-            bar.update(task, completed=state.done, description=f"{state.phase} {notes}".strip())
-    if not result:
-        return 1
-    console.print(render_e2e_report(result))
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-        console.print(f"report written to {args.json}")
-    return 0
-
-
-def render_e2e_report(report: dict[str, object]) -> Group:
-    """The report as a rich table: per fault kind, overall, then alarm latency."""
-    from rich.console import Group
-    from rich.table import Table
-
-    def num(value: object, pattern: str = "{:.2f}") -> str:
-        return "-" if value is None else pattern.format(value)
-
-    run = report.get("run", {})
-    assert isinstance(run, dict)
-    table = Table(
-        title=f"fleet e2e: {run.get('devices')} devices, {run.get('hours')} h simulated at {run.get('speed')}x, "
-        f"seed {run.get('seed')}"
-    )
-    for name in ("fault kind", "labels", "detected", "recall", "precision", "median delay s", "first found by"):
-        table.add_column(name, justify="left" if name in ("fault kind", "first found by") else "right")
-    per_kind = report["per_kind"]
-    assert isinstance(per_kind, dict)
-    for kind, row in per_kind.items():
-        by = ", ".join(f"{k} {v}" for k, v in sorted(row["first_detected_by"].items()))
-        table.add_row(
-            kind,
-            str(row["labels"]),
-            str(row["detected"]),
-            num(row["recall"]),
-            num(row["precision"]),
-            num(row["median_delay_s"], "{:.0f}"),
-            by,
-        )
-    table.add_section()
-    table.add_row(
-        "all",
-        str(report["labels"]),
-        "",
-        num(report["recall"]),
-        num(report["precision"]),
-        num(report["median_delay_s"], "{:.0f}"),
-        f"{report['alarms']} alarms",
-    )
-    latency = report["alarm_latency_s"]
-    assert isinstance(latency, dict)
-    lines: list[Table | str] = [
-        table,
-        f"alarm latency (reading arrival → alarm, wall time): median {num(latency['median'], '{:.2f}')} s, "
-        f"p95 {num(latency['p95'], '{:.2f}')} s, max {num(latency['max'], '{:.2f}')} s over {latency['count']} alarms",
-        f"alarms by source {run.get('alarms_by_source')}, anomalies recorded {run.get('anomalies')}, "
-        f"wall {run.get('wall_s')} s",
-    ]
-    return Group(*lines)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""A small `ioc analytics e2e`: 8 simulated devices, 20 simulated minutes at 240x, through a private center
+"""A small `ioc bench detection`: 8 simulated devices, 20 simulated minutes at 240x, through a private center
 (embedded broker with device credentials, database, ingest, the analytics job with the live alarm policy).
 Checks the report's shape and that injected spikes or level shifts raise alarms within 5 s of arrival;
 precision is reported, not asserted (a 20-minute fleet is too small to say much about it)."""
@@ -9,8 +9,9 @@ import json
 from pathlib import Path
 
 from analytics.e2e import LATENCY_TARGET_S
-from analytics.fleet_eval import FleetRun, run_fleet_evaluation
-from analytics.live_commands import detector_policy, render_e2e_report
+from analytics.live_commands import detector_policy
+from ioc.detection_bench import render_e2e_report
+from ioc.fleet_eval import FleetRun, run_fleet_evaluation
 from ioc.settings import REPO_ROOT, Settings
 
 REPORT = REPO_ROOT / ".runtime" / "reports" / "analytics_fleet_small.json"
