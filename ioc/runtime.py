@@ -328,6 +328,10 @@ class EmbeddedMosquitto:
     def _pid_file(self) -> Path:
         return self.root / "ioc-mosquitto.pid"
 
+    def stop_abandoned(self) -> None:
+        """Stop a broker that a killed process left running on this folder, if any."""
+        self._stop_orphan()
+
     def _stop_orphan(self) -> None:
         """Stop a broker that a killed process left running on this folder (its pid is recorded here)."""
         try:

@@ -33,8 +33,23 @@ pytestmark = pytest.mark.integration
 _COUNTER = itertools.count()
 
 
+def _remove_abandoned_runtimes(parent: Path) -> None:
+    """Stop and remove the services of test sessions that died without tearing down (killed, timed out)."""
+    for folder in parent.glob("test-*"):
+        pid = folder.name.removeprefix("test-")
+        if not pid.isdigit() or Path(f"/proc/{pid}").exists():
+            continue
+        for data in folder.glob("**/data/PG_VERSION"):
+            pg = EmbeddedPostgres(data.parent.parent)
+            pg.stop(mode="immediate")
+        for conf in folder.glob("*/mosquitto.conf"):
+            EmbeddedMosquitto(conf.parent).stop_abandoned()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def runtime_root() -> Iterator[Path]:
+    _remove_abandoned_runtimes(REPO_ROOT / ".runtime")
     root = REPO_ROOT / ".runtime" / f"test-{os.getpid()}"
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
