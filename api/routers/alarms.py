@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 from urllib.parse import urlencode
@@ -122,11 +123,10 @@ def read_alarm(conn: ConnDep, alarm_id: int) -> AlarmPublic:
         raise HTTPException(status_code=404, detail=f"no alarm {alarm_id}") from exc
 
 
-@router.post("/{alarm_id}/ack")
-def acknowledge(conn: ConnDep, alarm_id: int, body: AlarmAction) -> AlarmPublic:
-    """Take the alarm: records who and when; it stops escalating. 409 unless the alarm is active."""
+def _change(conn: ConnDep, alarm_id: int, body: AlarmAction, change: Callable[..., Alarm]) -> AlarmPublic:
+    """Apply an operator's lifecycle change: 404 for an unknown alarm, 409 when its state does not allow it."""
     try:
-        alarm = acknowledge_alarm(conn, alarm_id, by=body.by, note=body.note, now=datetime.now(UTC))
+        alarm = change(conn, alarm_id, by=body.by, note=body.note, now=datetime.now(UTC))
     except AlarmNotFound as exc:
         conn.rollback()
         raise HTTPException(status_code=404, detail=f"no alarm {alarm_id}") from exc
@@ -135,21 +135,18 @@ def acknowledge(conn: ConnDep, alarm_id: int, body: AlarmAction) -> AlarmPublic:
         raise HTTPException(status_code=409, detail=str(exc)) from exc
     conn.commit()
     return _public(alarm)
+
+
+@router.post("/{alarm_id}/ack")
+def acknowledge(conn: ConnDep, alarm_id: int, body: AlarmAction) -> AlarmPublic:
+    """Take the alarm: records who and when; it stops escalating. 409 unless the alarm is active."""
+    return _change(conn, alarm_id, body, acknowledge_alarm)
 
 
 @router.post("/{alarm_id}/clear")
 def clear(conn: ConnDep, alarm_id: int, body: AlarmAction) -> AlarmPublic:
     """Clear the alarm by hand: records who and when. 409 when it is already cleared."""
-    try:
-        alarm = clear_alarm(conn, alarm_id, by=body.by, note=body.note, now=datetime.now(UTC))
-    except AlarmNotFound as exc:
-        conn.rollback()
-        raise HTTPException(status_code=404, detail=f"no alarm {alarm_id}") from exc
-    except AlarmStateError as exc:
-        conn.rollback()
-        raise HTTPException(status_code=409, detail=str(exc)) from exc
-    conn.commit()
-    return _public(alarm)
+    return _change(conn, alarm_id, body, clear_alarm)
 
 
 @device_router.get("/{device_id}/anomalies")
