@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final, Literal, get_args
 
+from core.errors import IocError
 from devices import audit as devices_audit
 from devices.catalog import SEVERITIES, Severity
-from ioc.errors import IocError
 from store.pool import Conn
 
 _LOGGER = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
-from ioc.errors import IocError
+from core.errors import IocError
 from store.pool import Conn
 
 DEFAULT_TOLERANCE_S: Final = 900.0

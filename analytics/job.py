@@ -44,8 +44,8 @@ from analytics.alarms import (
 )
 from analytics.notify import AlarmEvent, Notifier
 from analytics.rules import DeviceSilence, RuleEngine, RuleEvent, SeriesRules
+from core.errors import StorageError
 from devices.catalog import Catalog, Severity
-from ioc.errors import StorageError
 from store.pool import Conn, Pool
 
 _LOGGER = logging.getLogger(__name__)

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from analytics.alarm_policy import DetectorAlarmPolicy
     from analytics.job import JobConfig
+    from core.settings import Settings
     from ioc.services import ServiceUrls
-    from ioc.settings import Settings
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -89,8 +89,9 @@ def run_job(settings: Settings, urls: ServiceUrls, stop: threading.Event, *, nam
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ioc.services import center_services, migrate_database
-    from ioc.settings import Settings
+    from core.settings import Settings
+    from devices.schema import migrate_database
+    from ioc.services import center_services
 
     settings = Settings()
     with center_services(settings) as urls:
@@ -106,8 +107,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from analytics.e2e import DEFAULT_TOLERANCE_S, evaluate_labels, format_report
+    from core.settings import Settings
     from ioc.services import center_services
-    from ioc.settings import Settings
     from store.pool import connect
 
     settings = Settings()

@@ -12,9 +12,9 @@ from fastapi import FastAPI
 
 from api.routers import alarms, commands, device_health, devices, health, metrics, readings
 from api.state import AppState
+from core.settings import Settings
 from devices.catalog import load_catalog
 from devices.downlink import CommandPublisher
-from ioc.settings import Settings
 from protocol.broker_url import parse_broker_url
 from store.pool import open_pool
 

@@ -8,9 +8,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from core.settings import Settings
 from devices.catalog import Catalog
 from devices.downlink import CommandPublisher
-from ioc.settings import Settings
 from store.pool import Conn, Pool
 
 

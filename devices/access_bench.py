@@ -20,7 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from devices.access import render_acl, render_password_file
 from devices.credentials import hash_secret
-from ioc.runtime import EmbeddedMosquitto
+from embedded.runtime import EmbeddedMosquitto
 
 SECRET = secrets.token_urlsafe(24)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Final, Literal, TypeVar, cast, get_args
 
-from ioc.errors import IocError
+from core.errors import IocError
 
 Sector = Literal["agriculture", "energy", "transport", "health"]
 RuleKind = Literal["threshold_above", "threshold_below", "rate_of_change", "stuck", "silent", "low_battery"]

@@ -81,8 +81,9 @@ ACTOR = "cli"
 @contextlib.contextmanager
 def _database() -> Iterator[Any]:
     """A connection to the configured database, to the running embedded one, or to one started for this call."""
-    from ioc.services import center_services, migrate_database
-    from ioc.settings import Settings
+    from core.settings import Settings
+    from devices.schema import migrate_database
+    from ioc.services import center_services
     from store.pool import connect
 
     settings = Settings()

@@ -21,11 +21,11 @@ import psycopg
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from core.errors import DecodeError
 from devices.access import BrokerAccessTarget, access_version, sync_broker_access
 from devices.broker import connect, make_client
 from devices.downlink import ACK_TIMEOUT_S, expire_commands, record_ack
 from devices.health import StatusChange, record_status
-from ioc.errors import DecodeError
 from protocol.broker_url import BrokerAddress
 from protocol.commands import CommandAck, decode_command_ack
 from protocol.status import decode_status

@@ -14,7 +14,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Final, Literal, cast
 
-from ioc.errors import IocError
+from core.errors import IocError
 
 ProvinceKind = Literal["city", "province"]
 

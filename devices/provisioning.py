@@ -14,11 +14,11 @@ from typing import Final
 
 import psycopg
 
+from core.errors import UnknownDevice
 from devices.audit import record_audit, record_audit_many
 from devices.catalog import Catalog
 from devices.credentials import generate_secret, hash_secret
 from devices.registry import DEVICE_COLUMNS, DeviceRecord, RegistryError, get_device
-from ioc.errors import UnknownDevice
 from store.pool import Conn
 
 DEVICE_ID_RE: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}")

@@ -7,9 +7,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
+from core.errors import IocError, UnknownDevice
 from devices.catalog import Catalog
 from devices.provinces import Province
-from ioc.errors import IocError, UnknownDevice
 from store.pool import Conn
 
 DEVICE_COLUMNS = (

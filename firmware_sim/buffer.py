@@ -11,7 +11,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from ioc.errors import IocError
+from core.errors import IocError
 
 
 class OutboxError(IocError):

@@ -15,13 +15,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Final
 
+from core.errors import IocError
 from firmware_sim.clock import Clock, ScaledClock, WallClock
 from firmware_sim.faults import parse_fault_spec
 from firmware_sim.firmware import SimDevice
 from firmware_sim.fleet import FleetConfig, FleetResult, FleetStats, Replay, run_fleet
 from firmware_sim.models import MODELS, TYPE_CODES, model_for
 from firmware_sim.replay import load_series
-from ioc.errors import IocError
 from protocol.broker_url import parse_broker_url
 
 DEFAULT_PROVINCES: Final = (

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final, Literal
 
-from ioc.errors import IocError
+from core.errors import IocError
 from protocol.telemetry import format_timestamp
 
 FaultKind = Literal[

@@ -31,11 +31,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
+from core.errors import DecodeError
 from firmware_sim.buffer import DiskBuffer
 from firmware_sim.clock import Clock, WallClock
 from firmware_sim.faults import NO_FAULTS, FaultLabel, FaultSpec, ms_to_datetime
 from firmware_sim.firmware import Firmware, FirmwareDevice, Message, ReplayDevice, Sample, SimDevice
-from ioc.errors import DecodeError
 from protocol.broker_url import BrokerAddress
 from protocol.commands import PING, REBOOT, SET_INTERVAL, CommandAck, decode_command, encode_command_ack
 from protocol.status import OFFLINE, ONLINE

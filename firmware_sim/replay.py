@@ -7,7 +7,7 @@ import math
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ioc.errors import IocError
+from core.errors import IocError
 
 
 class ReplayError(IocError):

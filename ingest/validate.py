@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from core.errors import ValidationError
 from devices.catalog import DeviceType
 from devices.registry import DeviceRecord
-from ioc.errors import ValidationError
 from protocol.telemetry import Telemetry
 from protocol.topics import TopicAddress
 from store.readings import QUALITY_GOOD, QUALITY_OUT_OF_RANGE, ReadingRow

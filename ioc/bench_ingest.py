@@ -20,12 +20,13 @@ from typing import Any
 import psutil
 import psycopg
 
+from core.settings import Settings
 from devices.catalog import load_catalog
+from devices.schema import migrate_database
+from embedded.runtime import EmbeddedMosquitto
 from ingest.supervisor import IngestSupervisor
 from ioc.commands import ingest_config
-from ioc.runtime import EmbeddedMosquitto
-from ioc.services import ServiceUrls, center_services, migrate_database
-from ioc.settings import Settings
+from ioc.services import ServiceUrls, center_services
 from protocol.broker_url import BrokerAddress, parse_broker_url
 
 _LOGGER = logging.getLogger(__name__)

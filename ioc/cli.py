@@ -8,7 +8,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 
-from ioc.errors import IocError
+from core.errors import IocError
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -11,16 +11,17 @@ import threading
 from collections.abc import Iterator
 
 from analytics.live_commands import analytics_running
+from core.settings import Settings
 from devices.catalog import Catalog, load_catalog
 from devices.monitor import MonitorConfig, monitor_running
 from devices.provinces import load_provinces
 from devices.registry import create_device, lookup_devices
+from devices.schema import migrate_database
 from firmware_sim.firmware import SimDevice
 from firmware_sim.fleet import Fleet, FleetConfig
 from ingest.supervisor import IngestSupervisor
 from ingest.worker import IngestConfig
-from ioc.services import ServiceUrls, center_services, migrate_database
-from ioc.settings import Settings
+from ioc.services import ServiceUrls, center_services
 from protocol.broker_url import parse_broker_url
 from store.pool import connect
 

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from rich.console import Group
 
     from analytics.alarm_policy import DetectorAlarmPolicy
-    from ioc.settings import Settings
+    from core.settings import Settings
 
 
 def _e2e_policy(args: argparse.Namespace, settings: Settings) -> DetectorAlarmPolicy:
@@ -46,8 +46,8 @@ def cmd_detection_bench(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from analytics.e2e import DEFAULT_TOLERANCE_S
+    from core.settings import Settings
     from ioc.fleet_eval import DEFAULT_FAULTS, FleetRun, RunProgress, run_fleet_evaluation
-    from ioc.settings import Settings
 
     settings = Settings()
     try:

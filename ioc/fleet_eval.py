@@ -25,8 +25,8 @@ from analytics.e2e import DEFAULT_TOLERANCE_S
 
 if TYPE_CHECKING:
     from analytics.job import AnalyticsJob
+    from core.settings import Settings
     from firmware_sim.firmware import SimDevice
-    from ioc.settings import Settings
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -143,14 +143,15 @@ def run_fleet_evaluation(
     from analytics.notify import Notifier
     from devices.access import sync_broker_access
     from devices.catalog import load_catalog
+    from devices.schema import migrate_database
+    from embedded.runtime import EmbeddedMosquitto, EmbeddedPostgres
     from firmware_sim.cli import build_devices
     from firmware_sim.clock import ScaledClock
     from firmware_sim.faults import parse_fault_spec
     from firmware_sim.fleet import FleetConfig, FleetStats, run_fleet
     from ingest.supervisor import IngestSupervisor
     from ioc.commands import ingest_config
-    from ioc.runtime import EmbeddedMosquitto, EmbeddedPostgres
-    from ioc.services import ServiceUrls, migrate_database
+    from ioc.services import ServiceUrls
     from protocol.broker_url import parse_broker_url
     from store.pool import connect, open_pool
 

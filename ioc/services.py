@@ -7,14 +7,9 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from core.settings import Settings
 from devices.access import BrokerAccessTarget
-from devices.catalog import load_catalog
-from devices.provinces import load_provinces
-from devices.registry import sync_catalog, sync_provinces
-from ioc.runtime import EmbeddedMosquitto, EmbeddedPostgres
-from ioc.settings import Settings
-from store.migrate import apply_migrations
-from store.pool import connect
+from embedded.runtime import EmbeddedMosquitto, EmbeddedPostgres
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -54,7 +49,7 @@ def center_services(settings: Settings) -> Iterator[ServiceUrls]:
 
 def _sticky_port(settings: Settings, service: str) -> int | None:
     """The port a service used last time, so clients with persistent sessions find it again."""
-    from ioc.runtime import find_free_port
+    from embedded.runtime import find_free_port
 
     path = settings.runtime_dir / f"{service}.port"
     if path.exists():
@@ -69,18 +64,3 @@ def _sticky_port(settings: Settings, service: str) -> int | None:
     port = find_free_port()
     path.write_text(str(port))
     return port
-
-
-def migrate_database(database_url: str) -> list[str]:
-    """Apply pending migrations and sync the catalog data; returns what changed (empty when up to date)."""
-    changed: list[str] = []
-    with connect(database_url) as conn:
-        changed.extend(apply_migrations(conn))
-        with conn.transaction():
-            types = sync_catalog(conn, load_catalog())
-            provinces = sync_provinces(conn, load_provinces().values())
-        if types:
-            changed.append(f"{types} device types")
-        if provinces:
-            changed.append(f"{provinces} provinces")
-    return changed

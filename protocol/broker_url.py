@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-from ioc.errors import IocError
+from core.errors import IocError
 
 DEFAULT_PORT = 1883
 DEFAULT_TLS_PORT = 8883

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from ioc.errors import DecodeError
+from core.errors import DecodeError
 
 SET_INTERVAL: Final = "set_interval"
 REBOOT: Final = "reboot"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from ioc.errors import DecodeError
+from core.errors import DecodeError
 
 ONLINE: Final = b"online"
 OFFLINE: Final = b"offline"

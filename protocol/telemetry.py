@@ -15,7 +15,7 @@ from typing import Final, Literal, NamedTuple
 
 import cbor2
 
-from ioc.errors import DecodeError
+from core.errors import DecodeError
 from protocol.topics import is_valid_id
 
 CONTENT_TYPE_JSON: Final = "application/json"

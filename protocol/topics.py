@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from ioc.errors import DecodeError
+from core.errors import DecodeError
 
 SECTORS: Final = ("agriculture", "energy", "transport", "health")
 TOPIC_ROOT: Final = "ioc/v1"

@@ -21,14 +21,14 @@ from pathlib import Path
 
 import psycopg
 
+from core.settings import REPO_ROOT
 from devices.catalog import load_catalog
 from devices.registry import create_device
+from devices.schema import migrate_database
+from embedded.runtime import EmbeddedMosquitto, EmbeddedPostgres
 from firmware_sim.cli import build_devices
 from ingest.supervisor import IngestSupervisor
 from ingest.worker import IngestConfig
-from ioc.runtime import EmbeddedMosquitto, EmbeddedPostgres
-from ioc.services import migrate_database
-from ioc.settings import REPO_ROOT
 from protocol.broker_url import parse_broker_url
 
 

@@ -9,7 +9,7 @@ from importlib import resources
 
 import psycopg
 
-from ioc.errors import StorageError
+from core.errors import StorageError
 from store.pool import Conn
 
 _LOGGER = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ import psycopg
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool
 
-from ioc.errors import StorageError
+from core.errors import StorageError
 
 DEFAULT_TIMEOUT_S = 30.0
 

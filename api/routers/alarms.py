@@ -21,9 +21,9 @@ from analytics.alarms import (
     list_alarms,
 )
 from api.state import ConnDep
+from core.errors import UnknownDevice
 from devices.catalog import Severity
 from devices.registry import get_device
-from ioc.errors import UnknownDevice
 
 router = APIRouter(prefix="/alarms", tags=["alarms"])
 device_router = APIRouter(prefix="/devices", tags=["alarms"])

@@ -10,9 +10,9 @@ from pydantic import BaseModel, Field
 
 from api.auth import OperatorDep
 from api.state import ConnDep, StateDep
+from core.errors import UnknownDevice
 from devices.downlink import CommandError, CommandRecord, create_command, list_commands, mark_command
 from devices.registry import get_device
-from ioc.errors import UnknownDevice
 
 router = APIRouter(prefix="/devices", tags=["commands"])
 

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 
 from api.auth import AdminDep
 from api.state import ConnDep, StateDep
+from core.errors import UnknownDevice
 from devices.audit import list_audit
 from devices.provisioning import (
     DuplicateDevice,
@@ -23,7 +24,6 @@ from devices.provisioning import (
     update_device,
 )
 from devices.registry import DeviceRecord, RegistryError, get_device, list_devices
-from ioc.errors import UnknownDevice
 from store.readings import query_latest
 
 router = APIRouter(prefix="/devices", tags=["devices"])

@@ -9,8 +9,8 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel
 
 from api.state import ConnDep
+from core.errors import UnknownDevice
 from devices.registry import get_device
-from ioc.errors import UnknownDevice
 from store.readings import query_buckets, query_readings
 
 router = APIRouter(prefix="/devices", tags=["readings"])

@@ -20,12 +20,12 @@ import httpx
 import psycopg
 import pytest
 
+from core.settings import REPO_ROOT
 from devices.catalog import Catalog, load_catalog
 from devices.registry import DeviceRecord, create_device
+from devices.schema import migrate_database
+from embedded.runtime import EmbeddedMosquitto, EmbeddedPostgres
 from ingest.worker import IngestConfig, IngestWorker
-from ioc.runtime import EmbeddedMosquitto, EmbeddedPostgres
-from ioc.services import migrate_database
-from ioc.settings import REPO_ROOT
 from protocol.broker_url import parse_broker_url
 
 pytestmark = pytest.mark.integration
@@ -165,8 +165,8 @@ class ApiServer:
         import uvicorn
 
         from api.app import create_app
-        from ioc.runtime import find_free_port
-        from ioc.settings import Settings
+        from core.settings import Settings
+        from embedded.runtime import find_free_port
 
         self.port = find_free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"

@@ -17,8 +17,8 @@ from devices.catalog import Catalog
 from devices.monitor import DeviceMonitor, MonitorConfig
 from devices.provisioning import ProvisionedDevice, provision_device
 from devices.tokens import ROLES, create_token
+from embedded.runtime import EmbeddedMosquitto
 from ingest.worker import IngestConfig
-from ioc.runtime import EmbeddedMosquitto
 from protocol.broker_url import parse_broker_url
 from protocol.status import OFFLINE, ONLINE
 from protocol.topics import status_topic
@@ -167,7 +167,7 @@ class SecureApiServer(ApiServer):
         import uvicorn
 
         from api.app import create_app
-        from ioc.settings import Settings
+        from core.settings import Settings
 
         super().__init__(database_url)
         app = create_app(Settings(), database_url=database_url, mqtt_url=mqtt_url)

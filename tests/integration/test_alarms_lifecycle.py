@@ -20,7 +20,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from analytics.job import AnalyticsJob, Detector, JobConfig, new_detector
 from analytics.notify import Notifier
 from devices.catalog import Catalog
-from ioc.runtime import EmbeddedMosquitto
+from embedded.runtime import EmbeddedMosquitto
 from protocol.broker_url import parse_broker_url
 from protocol.topics import alerts_topic
 from store.pool import Pool, open_pool

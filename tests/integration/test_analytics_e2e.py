@@ -15,9 +15,9 @@ import pytest
 from analytics.e2e import evaluate_labels
 from analytics.job import AnalyticsJob, JobConfig
 from analytics.notify import Notifier
+from core.settings import REPO_ROOT
 from devices.catalog import Catalog
-from ioc.runtime import EmbeddedMosquitto
-from ioc.settings import REPO_ROOT
+from embedded.runtime import EmbeddedMosquitto
 from protocol.broker_url import parse_broker_url
 from protocol.telemetry import encode_json
 from protocol.topics import telemetry_topic

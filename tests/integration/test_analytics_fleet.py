@@ -10,9 +10,9 @@ from pathlib import Path
 
 from analytics.e2e import LATENCY_TARGET_S
 from analytics.live_commands import detector_policy
+from core.settings import REPO_ROOT, Settings
 from ioc.detection_bench import render_e2e_report
 from ioc.fleet_eval import FleetRun, run_fleet_evaluation
-from ioc.settings import REPO_ROOT, Settings
 
 REPORT = REPO_ROOT / ".runtime" / "reports" / "analytics_fleet_small.json"
 

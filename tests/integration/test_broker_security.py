@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import psycopg
 
 from devices.provisioning import ProvisionedDevice, decommission_device, revoke_secret, rotate_secret
-from ioc.runtime import EmbeddedMosquitto
+from embedded.runtime import EmbeddedMosquitto
 from protocol.telemetry import encode_json
 from protocol.topics import command_topic, telemetry_topic
 from tests.integration.conftest import RunningIngest, ScratchDatabase, wait_for

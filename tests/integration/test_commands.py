@@ -8,7 +8,7 @@ from collections.abc import Callable
 import httpx
 
 from devices.provisioning import ProvisionedDevice
-from ioc.runtime import EmbeddedMosquitto
+from embedded.runtime import EmbeddedMosquitto
 from protocol.commands import CommandAck, decode_command, encode_command_ack
 from protocol.topics import command_ack_topic, command_topic
 from tests.integration.conftest import ScratchDatabase, wait_for

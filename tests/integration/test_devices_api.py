@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from devices.credentials import verify_secret
-from ioc.runtime import EmbeddedMosquitto, EmbeddedPostgres
+from embedded.runtime import EmbeddedMosquitto, EmbeddedPostgres
 from store.readings import upsert_latest, write_readings
 from tests.integration.conftest import ScratchDatabase
 from tests.integration.device_fixtures import (

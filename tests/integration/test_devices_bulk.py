@@ -8,8 +8,8 @@ import json
 import time
 from collections.abc import Callable
 
-from ioc.runtime import EmbeddedMosquitto
-from ioc.settings import REPO_ROOT
+from core.settings import REPO_ROOT
+from embedded.runtime import EmbeddedMosquitto
 from tests.integration.conftest import ScratchDatabase
 from tests.integration.device_fixtures import (
     DeviceClient,

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from ioc.runtime import EmbeddedMosquitto
-from ioc.services import migrate_database
+from devices.schema import migrate_database
+from embedded.runtime import EmbeddedMosquitto
 from protocol.telemetry import encode_json
 from protocol.topics import telemetry_topic
 from tests.integration.conftest import ApiServer, ScratchDatabase, wait_for

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import httpx
 
 from devices.provisioning import ProvisionedDevice
-from ioc.runtime import EmbeddedMosquitto
+from embedded.runtime import EmbeddedMosquitto
 from protocol.telemetry import encode_json
 from protocol.topics import telemetry_topic
 from tests.integration.conftest import RunningIngest, ScratchDatabase, wait_for

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from embedded.runtime import EmbeddedMosquitto, EmbeddedPostgres
 from ingest.supervisor import IngestSupervisor
 from ingest.worker import IngestConfig
-from ioc.runtime import EmbeddedMosquitto, EmbeddedPostgres
 from protocol.telemetry import encode_json
 from protocol.topics import telemetry_topic
 from tests.integration.conftest import ScratchDatabase, wait_for

@@ -13,10 +13,10 @@ import httpx
 import uvicorn
 
 from api.app import create_app
+from core.settings import Settings
+from embedded.runtime import EmbeddedMosquitto, find_free_port
 from ingest.supervisor import IngestSupervisor
 from ingest.worker import IngestConfig
-from ioc.runtime import EmbeddedMosquitto, find_free_port
-from ioc.settings import Settings
 from protocol.telemetry import encode_json
 from protocol.topics import telemetry_topic
 from tests.integration.conftest import ScratchDatabase, wait_for

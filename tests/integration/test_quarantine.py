@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import cbor2
 
-from ioc.runtime import EmbeddedMosquitto
+from embedded.runtime import EmbeddedMosquitto
 from protocol.telemetry import CONTENT_TYPE_SENML_CBOR, CONTENT_TYPE_SENML_JSON, encode_json
 from protocol.topics import telemetry_topic
 from tests.integration.conftest import ScratchDatabase, wait_for

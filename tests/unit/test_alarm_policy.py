@@ -14,8 +14,8 @@ from analytics.alarm_policy import (
     device_gap_open,
 )
 from analytics.job import DeviceInfo, JobConfig, Row, StreamScorer
+from core.settings import Settings
 from devices.catalog import load_catalog
-from ioc.settings import Settings
 
 FRIDGE = DeviceInfo("vaccine_fridge", "can-tho", "health")
 

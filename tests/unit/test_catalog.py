@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from core.errors import IocError
 from devices.catalog import (
     SECTORS,
     UCUM_UNITS,
@@ -21,7 +22,6 @@ from devices.catalog import (
     load_catalog,
     parse_catalog,
 )
-from ioc.errors import IocError
 
 DATA_FILE = Path(__file__).resolve().parents[2] / "devices" / "data" / "device_types.json"
 NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")

@@ -8,7 +8,7 @@ import random
 import pytest
 
 import protocol
-from ioc.errors import DecodeError
+from core.errors import DecodeError
 from protocol.commands import (
     ACK_DETAIL_MAX_CHARS,
     COMMAND_NAMES,

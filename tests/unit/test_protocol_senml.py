@@ -12,7 +12,7 @@ from decimal import Decimal
 import cbor2
 import pytest
 
-from ioc.errors import DecodeError
+from core.errors import DecodeError
 from protocol.telemetry import (
     CONTENT_TYPE_SENML_CBOR,
     CONTENT_TYPE_SENML_JSON,

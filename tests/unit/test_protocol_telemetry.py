@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import cbor2
 import pytest
 
-from ioc.errors import DecodeError
+from core.errors import DecodeError
 from protocol.telemetry import (
     CONTENT_TYPE_JSON,
     CONTENT_TYPE_SENML_CBOR,

@@ -7,7 +7,7 @@ import string
 
 import pytest
 
-from ioc.errors import DecodeError
+from core.errors import DecodeError
 from protocol.topics import (
     ALERTS_FILTER,
     COMMAND_ACK_FILTER,

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from core.errors import IocError
 from devices.provinces import (
     CODE_PATTERN,
     Province,
@@ -17,7 +18,6 @@ from devices.provinces import (
     load_provinces,
     resolve_province,
 )
-from ioc.errors import IocError
 
 DATA_FILE = Path(__file__).resolve().parents[2] / "devices" / "data" / "provinces.json"
 

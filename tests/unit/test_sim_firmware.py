@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from core.errors import DecodeError
 from firmware_sim.buffer import DiskBuffer
 from firmware_sim.cli import apply_credentials, build_devices, read_credentials
 from firmware_sim.clock import ManualClock, ScaledClock
@@ -30,7 +31,6 @@ from firmware_sim.faults import (
 from firmware_sim.firmware import FirmwareDevice, Message, ReplayDevice, SimDevice
 from firmware_sim.models import model_for
 from firmware_sim.replay import ReplayError, load_series
-from ioc.errors import DecodeError
 from protocol.telemetry import decode_telemetry
 
 START_MS = 1_780_000_000_000  # 2026-05-28

@@ -1,4 +1,4 @@
-"""The project's error tree. A leaf module: every package may import it, it imports nothing of ours."""
+"""The project's error tree: every package may import it; it imports nothing of ours."""
 
 
 class IocError(Exception):

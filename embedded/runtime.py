@@ -24,7 +24,7 @@ from urllib.parse import quote
 if TYPE_CHECKING:
     from devices.access import BrokerAccessTarget
 
-from ioc.errors import RuntimeServiceError
+from core.errors import RuntimeServiceError
 
 _LOGGER = logging.getLogger(__name__)
 

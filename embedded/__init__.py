@@ -1,0 +1,1 @@
+"""The embedded runtime: a private Mosquitto and PostgreSQL (TimescaleDB) for `ioc`, benchmarks and tests."""
