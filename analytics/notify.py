@@ -24,7 +24,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from analytics.alarms import Alarm
-from devices.broker import connect, make_client
+from mqtt_client.client import connect, make_client
 from protocol.broker_url import BrokerAddress
 from protocol.topics import alerts_topic
 

@@ -21,11 +21,12 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from core.errors import DecodeError, ValidationError
-from devices.broker import CenterClient, ReceivedPublish, connect, make_client
 from devices.catalog import Catalog
 from devices.registry import DeviceRecord, lookup_devices
 from ingest import metrics
 from ingest.validate import to_rows
+from mqtt_client.client import CenterClient, connect, make_client
+from mqtt_client.publish_reader import ReceivedPublish
 from protocol.broker_url import BrokerAddress
 from protocol.telemetry import Telemetry, decode_telemetry
 from protocol.topics import (

@@ -1,11 +1,14 @@
-"""The center's own MQTT connections (ingest, commands, alerts): one way to build a paho MQTT 5 client."""
+"""The center's own MQTT connections (ingest, commands, alerts): one way to build a paho MQTT 5 client.
+
+`CenterClient` overrides private paho methods; pyproject.toml pins paho to the minor version they were written
+against, and tests/unit/test_mqtt_client.py checks them against paho's own decoding.
+"""
 
 from __future__ import annotations
 
 import ssl
 import struct
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -14,10 +17,10 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from mqtt_client.publish_reader import ReceivedPublish, decode_qos1_publish
 from protocol.broker_url import BrokerAddress
 
 _PUBACK = struct.Struct("!BBH")
-_U16 = struct.Struct("!H")
 KEEPALIVE_S = 30
 READ_CHUNK_BYTES = 256 * 1024
 SESSION_EXPIRY_S = 7 * 24 * 3600
@@ -57,72 +60,13 @@ class _BufferedSocket:
         return getattr(self._sock, name)
 
 
-@dataclass(slots=True)
-class ReceivedPublish:
-    """A received PUBLISH, as the ingest hot path needs it."""
-
-    mid: int
-    qos: int
-    topic: str
-    payload: bytes
-    content_type: str | None
-
-
-class _Unsupported(Exception):
-    """A PUBLISH the lean decoder leaves to paho (topic alias, unexpected property)."""
-
-
-def _varint(data: bytes | bytearray, pos: int) -> tuple[int, int]:
-    value, shift = 0, 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return value, pos
-        shift += 7
-        if shift > 21:
-            raise _Unsupported("bad variable byte integer")
-
-
-# MQTT 5 PUBLISH properties (spec 3.3.2.3) by how their value is encoded.
-_FIXED_PROPERTY_BYTES = {0x01: 1, 0x02: 4}  # payload format indicator, message expiry interval
-_STRING_PROPERTIES = frozenset({0x03, 0x08, 0x09})  # content type, response topic, correlation data
-_USER_PROPERTY = 0x26
-_SUBSCRIPTION_IDENTIFIER = 0x0B
-
-
-def _content_type(data: bytes | bytearray, pos: int, end: int) -> str | None:
-    """The Content Type among a PUBLISH's properties; other properties are skipped."""
-    found = None
-    while pos < end:
-        prop = data[pos]
-        pos += 1
-        if prop in _FIXED_PROPERTY_BYTES:
-            pos += _FIXED_PROPERTY_BYTES[prop]
-        elif prop in _STRING_PROPERTIES:
-            (size,) = _U16.unpack_from(data, pos)
-            if prop == 0x03:
-                found = data[pos + 2 : pos + 2 + size].decode("utf-8", errors="replace")
-            pos += 2 + size
-        elif prop == _USER_PROPERTY:
-            for _ in range(2):
-                (size,) = _U16.unpack_from(data, pos)
-                pos += 2 + size
-        elif prop == _SUBSCRIPTION_IDENTIFIER:
-            _, pos = _varint(data, pos)
-        else:
-            raise _Unsupported(f"property {prop:#x}")
-    return found
-
-
 class CenterClient(mqtt.Client):
     """paho's client with buffered socket reads and batched acknowledgements: the same protocol handling,
     far fewer system calls.
 
     With `on_publish_received` set (ingest), QoS 1 PUBLISH packets skip paho's general decoding (a Properties
     object and an MQTTMessage per message, most of ingest's CPU at thousands of messages per second): the lean
-    decoder below reads the topic, packet id, Content Type and payload, and hands on a `ReceivedPublish`.
+    reader in `publish_reader` takes the topic, packet id, Content Type and payload, and hands on a `ReceivedPublish`.
     Anything unusual (QoS 0 or 2, MQTT 3, a topic alias, an unknown property) still goes through paho.
     """
 
@@ -130,24 +74,14 @@ class CenterClient(mqtt.Client):
 
     def _handle_publish(self) -> MQTTErrorCode:
         deliver = self.on_publish_received
-        command = self._in_packet["command"]
-        if deliver is None or (command & 0x06) != 0x02 or self._protocol != mqtt.MQTTv5:
+        if deliver is None or (self._in_packet["command"] & 0x06) != 0x02 or self._protocol != mqtt.MQTTv5:
             return super()._handle_publish()
-        data = self._in_packet["packet"]
-        (topic_len,) = _U16.unpack_from(data, 0)
-        if topic_len == 0:  # a topic alias: paho's business
+        message = decode_qos1_publish(self._in_packet["packet"])
+        if message is None:
             return super()._handle_publish()
-        pos = 2 + topic_len
-        try:
-            (mid,) = _U16.unpack_from(data, pos)
-            props_len, pos = _varint(data, pos + 2)
-            content_type = _content_type(data, pos, pos + props_len) if props_len else None
-        except (_Unsupported, struct.error, IndexError):
-            return super()._handle_publish()
-        topic = data[2 : 2 + topic_len].decode("utf-8", errors="replace")
         with self._in_callback_mutex:
-            deliver(ReceivedPublish(mid, 1, topic, bytes(data[pos + props_len :]), content_type))
-        return MQTTErrorCode.MQTT_ERR_SUCCESS if self._manual_ack else self._send_puback(mid)
+            deliver(message)
+        return MQTTErrorCode.MQTT_ERR_SUCCESS if self._manual_ack else self._send_puback(message.mid)
 
     def message_callback_add(self, sub: str, callback: Any) -> None:
         raise NotImplementedError("CenterClient dispatches every message to on_message")
