@@ -17,8 +17,10 @@ import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from analytics.job import AnalyticsJob, Detector, JobConfig, new_detector
+from analytics.detector_state import Detector, new_detector
+from analytics.job import AnalyticsJob
 from analytics.notify import Notifier
+from analytics.scoring import JobConfig
 from devices.catalog import Catalog
 from embedded.runtime import EmbeddedMosquitto
 from protocol.broker_url import parse_broker_url

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from analytics.e2e import evaluate_labels
-from analytics.job import AnalyticsJob, JobConfig
+from analytics.job import AnalyticsJob
 from analytics.notify import Notifier
+from analytics.scoring import JobConfig
 from core.settings import REPO_ROOT
 from devices.catalog import Catalog
 from embedded.runtime import EmbeddedMosquitto

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from analytics.detector_state import dump_series_state, load_series_state
 from analytics.e2e import Detection, LabelsError, read_labels, score_detections
-from analytics.job import DeviceInfo, JobConfig, Row, StreamScorer
+from analytics.scoring import DeviceInfo, JobConfig, StreamScorer
 from devices.catalog import load_catalog
+from store.analytics import FetchedReading
 
 FRIDGE = DeviceInfo("vaccine_fridge", "can-tho", "health")
 
@@ -25,7 +27,7 @@ def _scorer(**config: object) -> StreamScorer:
     return StreamScorer(load_catalog(), JobConfig(detector_threshold=0.5, **config), detector_factory=SpikeDetector)  # type: ignore[arg-type]
 
 
-def _rows(device: str, metric: str, points: list[tuple[float, float]]) -> list[Row]:
+def _rows(device: str, metric: str, points: list[tuple[float, float]]) -> list[FetchedReading]:
     return [(device, metric, t, x, 0, t + 0.5) for t, x in points]
 
 
@@ -77,9 +79,9 @@ def test_late_and_unknown_readings_are_counted_not_scored() -> None:
 def test_state_dump_restores_the_detector_and_rules() -> None:
     scorer = _scorer()
     scorer.score(_rows("fr-1", "temperature", [(i * 60.0, 9.0) for i in range(5)]), {"fr-1": FRIDGE})
-    blob = scorer.dump_series(scorer.series[("fr-1", "temperature")])
+    blob = dump_series_state(scorer.series[("fr-1", "temperature")].saved_state())
     again = _scorer()
-    again.get_series("fr-1", "temperature", FRIDGE, saved=blob)
+    again.get_series("fr-1", "temperature", FRIDGE, saved=load_series_state(blob))
     out = again.score(_rows("fr-1", "temperature", [(i * 60.0, 9.0) for i in range(5, 11)]), {"fr-1": FRIDGE})
     # The duration kept counting across the restart: 10 min after the first warm reading at t=0.
     assert [(op.op, op.signal.trigger_ts.timestamp() if op.signal.trigger_ts else None) for op in out.ops] == [

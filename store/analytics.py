@@ -1,0 +1,151 @@
+"""The analytics job's tables: its watermark over `readings.ingest_xid`, the readings it reads by that watermark,
+the devices it scores, saved series state (`analytics_state`) and the anomalies it writes."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from store.pool import Conn
+
+# A reading as the job reads it: (device_id, metric, reading time, value, quality, received time), both times in
+# epoch seconds. Tuples, not objects, on the hot path.
+FetchedReading = tuple[str, str, float, float, int, float]
+
+_FETCH_SQL: Final = (
+    "SELECT device_id, metric, extract(epoch FROM ts)::float8, value, quality, "
+    "extract(epoch FROM received_at)::float8 FROM readings "
+    "WHERE ingest_xid >= %s AND ingest_xid < %s ORDER BY device_id, metric, ts"
+)
+_STATE_STAGE_DDL: Final = (
+    "CREATE TEMP TABLE IF NOT EXISTS analytics_state_stage "
+    "(device_id text, metric text, state bytea) ON COMMIT DELETE ROWS"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AnomalyRow:
+    """One anomalous score; times in epoch seconds."""
+
+    ts: float
+    device_id: str
+    metric: str
+    value: float
+    score: float
+    received_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RegisteredDevice:
+    device_id: str
+    type_code: str
+    province: str
+    sector: str
+
+
+def read_watermark(conn: Conn, job: str) -> int | None:
+    """The ingest transaction id `job` has read up to, None when it has never saved one."""
+    row = conn.execute("SELECT ingest_xid FROM job_watermarks WHERE job = %s", (job,)).fetchone()
+    return None if row is None else int(row[0])
+
+
+def save_watermark(conn: Conn, *, job: str, ingest_xid: int, reading_ts: float | None) -> None:
+    """Record `job`'s watermark and the newest reading time (epoch seconds) it has read, in the caller's
+    transaction."""
+    conn.execute(
+        "INSERT INTO job_watermarks (job, ingest_xid, reading_ts, updated_at) "
+        "VALUES (%s, %s, to_timestamp(%s), now()) ON CONFLICT (job) DO UPDATE SET "
+        "ingest_xid = excluded.ingest_xid, reading_ts = excluded.reading_ts, updated_at = now()",
+        (job, ingest_xid, reading_ts),
+    )
+
+
+def snapshot_xmin(conn: Conn) -> int:
+    """Every transaction with a smaller id has committed or aborted: readings below it can no longer appear."""
+    row = conn.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def fetch_readings(conn: Conn, *, low_xid: int, high_xid: int) -> list[FetchedReading]:
+    """Readings written by transactions with ids in [low_xid, high_xid), by (device, metric, reading time)."""
+    # Binary results: floats and ints arrive without text parsing (about 30 % faster on large batches).
+    with conn.cursor(binary=True) as cur:
+        return cur.execute(_FETCH_SQL, (low_xid, high_xid)).fetchall()
+
+
+def fetch_active_devices(conn: Conn) -> list[tuple[RegisteredDevice, float | None]]:
+    """Active devices, each with the reading time (epoch seconds) of its newest reading, None if it has none."""
+    rows = conn.execute(
+        "SELECT d.device_id, d.type_code, d.province, d.sector, extract(epoch FROM max(l.ts))::float8 "
+        "FROM devices d LEFT JOIN device_latest l USING (device_id) WHERE d.status = 'active' "
+        "GROUP BY d.device_id"
+    ).fetchall()
+    return [(RegisteredDevice(*row[:4]), None if row[4] is None else float(row[4])) for row in rows]
+
+
+def fetch_devices(conn: Conn, device_ids: Collection[str]) -> list[RegisteredDevice]:
+    """The registered devices among `device_ids`, whatever their status."""
+    rows = conn.execute(
+        "SELECT device_id, type_code, province, sector FROM devices WHERE device_id = ANY(%s)", (list(device_ids),)
+    ).fetchall()
+    return [RegisteredDevice(*row) for row in rows]
+
+
+def fetch_series_states(conn: Conn, *, job: str, keys: Iterable[tuple[str, str]]) -> list[tuple[str, str, bytes]]:
+    """(device_id, metric, state) saved by `job` for those of the (device_id, metric) `keys` it has saved."""
+    device_ids: list[str] = []
+    metrics: list[str] = []
+    for device_id, metric in sorted(keys):
+        device_ids.append(device_id)
+        metrics.append(metric)
+    rows = conn.execute(
+        "SELECT s.device_id, s.metric, s.state FROM analytics_state s "
+        "JOIN unnest(%s::text[], %s::text[]) AS k(d, m) ON s.device_id = k.d AND s.metric = k.m "
+        "WHERE s.job = %s",
+        (device_ids, metrics, job),
+    ).fetchall()
+    return [(device_id, metric, bytes(state)) for device_id, metric, state in rows]
+
+
+def save_series_states(conn: Conn, *, job: str, states: Iterable[tuple[str, str, bytes]]) -> None:
+    """Upsert `job`'s (device_id, metric, state) rows in the caller's transaction: one binary COPY into a staging
+    table, one INSERT … ON CONFLICT. `states` is consumed while it is copied."""
+    conn.execute(_STATE_STAGE_DDL)
+    with (
+        conn.cursor() as cur,
+        cur.copy("COPY analytics_state_stage (device_id, metric, state) FROM STDIN (FORMAT BINARY)") as copy,
+    ):
+        copy.set_types(["text", "text", "bytea"])
+        for row in states:
+            copy.write_row(row)
+    conn.execute(
+        "INSERT INTO analytics_state (job, device_id, metric, state, updated_at) "
+        "SELECT %s, device_id, metric, state, now() FROM analytics_state_stage "
+        "ON CONFLICT (job, device_id, metric) DO UPDATE SET state = excluded.state, "
+        "updated_at = excluded.updated_at",
+        (job,),
+    )
+
+
+def insert_anomalies(conn: Conn, rows: Sequence[AnomalyRow], *, detector: str) -> int:
+    """Store `rows` as found by `detector`, absorbing any already stored; returns how many were new."""
+    if not rows:
+        return 0
+    cur = conn.execute(
+        "INSERT INTO anomalies (ts, device_id, metric, value, score, detector, received_at) "
+        "SELECT to_timestamp(t), d, m, v, s, %s, to_timestamp(r) FROM unnest("
+        "%s::float8[], %s::text[], %s::text[], %s::float8[], %s::float8[], %s::float8[]) AS u(t, d, m, v, s, r) "
+        "ON CONFLICT DO NOTHING",
+        (
+            detector,
+            [r.ts for r in rows],
+            [r.device_id for r in rows],
+            [r.metric for r in rows],
+            [r.value for r in rows],
+            [r.score for r in rows],
+            [r.received_at for r in rows],
+        ),
+    )
+    return cur.rowcount
