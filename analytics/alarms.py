@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final, Literal, get_args
 
-from core.errors import IocError
+from core.errors import Conflict, NotFound
 from devices import audit as devices_audit
 from devices.catalog import SEVERITIES, Severity
 from store.pool import Conn
@@ -30,11 +30,11 @@ assert set(SEVERITY_ORDER) == set(SEVERITIES)
 SYSTEM_ACTOR: Final = "ioc-analytics"
 
 
-class AlarmNotFound(IocError):
+class AlarmNotFound(NotFound):
     """No alarm has this id."""
 
 
-class AlarmStateError(IocError):
+class AlarmStateError(Conflict):
     """The alarm's status does not allow the requested change (e.g. acknowledging a cleared alarm)."""
 
 

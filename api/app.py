@@ -10,6 +10,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from api.errors import register_error_handlers
 from api.routers import alarms, commands, device_health, devices, health, metrics, readings
 from api.state import AppState
 from core.settings import Settings
@@ -42,6 +43,7 @@ def create_app(
         version="0.1.0",
         lifespan=lifespan,
     )
+    register_error_handlers(app)
     app.include_router(health.router)
     app.include_router(device_health.router)
     app.include_router(devices.router)

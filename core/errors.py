@@ -1,8 +1,27 @@
-"""The project's error tree: every package may import it; it imports nothing of ours."""
+"""The project's error tree: every package may import it; it imports nothing of ours.
+
+Three categories say what went wrong from the caller's point of view, without naming a transport:
+`NotFound`, `Conflict` and `InvalidRequest`. A domain error that a caller can cause derives from one of
+them (`UnknownDevice` is a `NotFound`), so the API maps categories to status codes once, in `api.errors`.
+Its message is written for that caller: the API returns it as it is.
+"""
 
 
 class IocError(Exception):
     """Base of every error ioc raises on purpose."""
+
+
+class NotFound(IocError):
+    """The thing the caller named does not exist (or no longer counts as existing)."""
+
+
+class Conflict(IocError):
+    """The request is well formed but clashes with the current state: a duplicate id, an alarm already
+    cleared, a device that is decommissioned."""
+
+
+class InvalidRequest(IocError):
+    """The request's values are not acceptable: an unknown type or province, a value out of range."""
 
 
 class DecodeError(IocError):
@@ -23,8 +42,16 @@ class ValidationError(IocError):
         self.detail = detail
 
 
-class UnknownDevice(IocError):
-    """A device id that is not in the registry (or is decommissioned)."""
+class UnknownDevice(NotFound):
+    """A device id that is not in the registry (or is decommissioned): `UnknownDevice(device_id)`."""
+
+    def __init__(self, device_id: str) -> None:
+        # args stay (device_id,) so that the error pickles and compares as before; the message is __str__.
+        super().__init__(device_id)
+        self.device_id = device_id
+
+    def __str__(self) -> str:
+        return f"unknown device {self.device_id!r}"
 
 
 class StorageError(IocError):

@@ -20,8 +20,9 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from devices.broker import connect, make_client
-from devices.registry import DeviceRecord, RegistryError, get_device
+from core.errors import InvalidRequest, NotFound
+from devices.registry import DeviceDecommissioned, DeviceRecord, RegistryError, get_device
+from mqtt_client.client import connect, make_client
 from protocol.broker_url import BrokerAddress
 from protocol.commands import SET_INTERVAL, Command, CommandAck, command_problem, encode_command
 from protocol.topics import command_topic
@@ -35,8 +36,12 @@ CONNECT_TIMEOUT_S: Final = 10.0
 _COLUMNS: Final = "id::text, device_id, name, params, status, created_at, sent_at, acked_at, detail, actor"
 
 
-class CommandError(RegistryError):
-    """A command the contract or the device's state does not allow."""
+class CommandError(RegistryError, InvalidRequest):
+    """A command the contract does not allow (unknown name, bad params)."""
+
+
+class UnknownCommand(RegistryError, NotFound):
+    """No command has this id."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,10 +65,11 @@ def _record(row: tuple[object, ...]) -> CommandRecord:
 def create_command(
     conn: Conn, *, device_id: str, name: str, params: Mapping[str, object], actor: str
 ) -> tuple[CommandRecord, DeviceRecord]:
-    """Record a command for an active device; CommandError when it breaks the contract."""
+    """Record a command for an active device; CommandError when it breaks the contract, DeviceDecommissioned
+    when the device is retired."""
     device = get_device(conn, device_id)
     if not device.active:
-        raise CommandError(f"device {device_id!r} is decommissioned")
+        raise DeviceDecommissioned(f"device {device_id!r} is decommissioned")
     problem = command_problem(Command("0", name, params))
     if problem is not None:
         raise CommandError(problem)
@@ -83,7 +89,7 @@ def mark_command(conn: Conn, command_id: str, *, status: str, detail: str = "") 
         (status, detail, status, command_id),
     ).fetchone()
     if row is None:
-        raise CommandError(f"unknown command {command_id}")
+        raise UnknownCommand(f"unknown command {command_id}")
     return _record(row)
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from core.errors import IocError, UnknownDevice
+from core.errors import Conflict, InvalidRequest, IocError, UnknownDevice
 from devices.catalog import Catalog
 from devices.provinces import Province
 from store.pool import Conn
@@ -18,7 +18,19 @@ DEVICE_COLUMNS = (
 
 
 class RegistryError(IocError):
-    """A registry change that the data does not allow (unknown type or province, duplicate id)."""
+    """Base of the registry's errors; what is raised is always one of the kinds below, each with one meaning."""
+
+
+class InvalidRegistryValue(RegistryError, InvalidRequest):
+    """A value the registry does not accept: unknown device type, province or role, a bad id, name or interval."""
+
+
+class DuplicateDevice(RegistryError, Conflict):
+    """A device id that is already registered."""
+
+
+class DeviceDecommissioned(RegistryError, Conflict):
+    """A change to a device that is decommissioned (or a second decommissioning)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,16 +100,16 @@ def create_device(
     """Register one device; its sector comes from its type."""
     dtype = catalog.get(type_code)
     if dtype is None:
-        raise RegistryError(f"unknown device type {type_code!r}")
+        raise InvalidRegistryValue(f"unknown device type {type_code!r}")
     if conn.execute("SELECT 1 FROM provinces WHERE code = %s", (province,)).fetchone() is None:
-        raise RegistryError(f"unknown province {province!r}")
+        raise InvalidRegistryValue(f"unknown province {province!r}")
     row = conn.execute(
         f"INSERT INTO devices (device_id, type_code, province, sector, name) VALUES (%s, %s, %s, %s, %s) "
         f"ON CONFLICT (device_id) DO NOTHING RETURNING {DEVICE_COLUMNS}",
         (device_id, type_code, province, dtype.sector, name),
     ).fetchone()
     if row is None:
-        raise RegistryError(f"device {device_id!r} already exists")
+        raise DuplicateDevice(f"device {device_id!r} already exists")
     return _record(row)
 
 

@@ -7,11 +7,16 @@ import secrets
 from dataclasses import dataclass
 from typing import Final
 
+from core.errors import Conflict
 from devices.audit import record_audit
-from devices.registry import RegistryError
+from devices.registry import InvalidRegistryValue, RegistryError
 from store.pool import Conn
 
 ROLES: Final = ("viewer", "operator", "admin")
+
+
+class DuplicateToken(RegistryError, Conflict):
+    """A token name that is already taken."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,7 +35,7 @@ def _digest(token: str) -> str:
 
 def create_token(conn: Conn, *, name: str, role: str, actor: str) -> str:
     if role not in ROLES:
-        raise RegistryError(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
+        raise InvalidRegistryValue(f"unknown role {role!r}: use one of {', '.join(ROLES)}")
     token = "ioc_" + secrets.token_urlsafe(24)
     row = conn.execute(
         "INSERT INTO api_tokens (name, role, token_hash) VALUES (%s, %s, %s) ON CONFLICT (name) DO NOTHING "
@@ -38,7 +43,7 @@ def create_token(conn: Conn, *, name: str, role: str, actor: str) -> str:
         (name, role, _digest(token)),
     ).fetchone()
     if row is None:
-        raise RegistryError(f"a token named {name!r} exists already")
+        raise DuplicateToken(f"a token named {name!r} exists already")
     record_audit(conn, actor=actor, action="token.create", target=name, details={"role": role})
     return token
 

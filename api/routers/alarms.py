@@ -7,21 +7,21 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from analytics.alarms import (
     Alarm,
-    AlarmNotFound,
-    AlarmStateError,
     AlarmStatus,
     acknowledge_alarm,
     clear_alarm,
     get_alarm,
     list_alarms,
 )
+from api.errors import error_responses
 from api.state import ConnDep
-from core.errors import UnknownDevice
+from api.time_range import TimeRange, time_range
+from core.errors import Conflict, InvalidRequest, NotFound
 from devices.catalog import Severity
 from devices.registry import get_device
 
@@ -30,6 +30,8 @@ device_router = APIRouter(prefix="/devices", tags=["alarms"])
 
 MAX_ALARMS = 5000
 MAX_ANOMALIES = 100_000
+
+AnomaliesRange = Annotated[TimeRange, Depends(time_range(timedelta(days=1)))]
 
 
 class AlarmPublic(BaseModel):
@@ -115,65 +117,48 @@ def read_alarms(
     return [_public(a) for a in alarms]
 
 
-@router.get("/{alarm_id}")
+@router.get("/{alarm_id}", responses=error_responses(NotFound))
 def read_alarm(conn: ConnDep, alarm_id: int) -> AlarmPublic:
-    try:
-        return _public(get_alarm(conn, alarm_id))
-    except AlarmNotFound as exc:
-        raise HTTPException(status_code=404, detail=f"no alarm {alarm_id}") from exc
+    return _public(get_alarm(conn, alarm_id))
 
 
 def _change(conn: ConnDep, alarm_id: int, body: AlarmAction, change: Callable[..., Alarm]) -> AlarmPublic:
-    """Apply an operator's lifecycle change: 404 for an unknown alarm, 409 when its state does not allow it."""
-    try:
-        alarm = change(conn, alarm_id, by=body.by, note=body.note, now=datetime.now(UTC))
-    except AlarmNotFound as exc:
-        conn.rollback()
-        raise HTTPException(status_code=404, detail=f"no alarm {alarm_id}") from exc
-    except AlarmStateError as exc:
-        conn.rollback()
-        raise HTTPException(status_code=409, detail=str(exc)) from exc
+    """Apply an operator's lifecycle change; AlarmNotFound or AlarmStateError leaves through the connection's
+    `with` block, which rolls the transaction back."""
+    alarm = change(conn, alarm_id, by=body.by, note=body.note, now=datetime.now(UTC))
     conn.commit()
     return _public(alarm)
 
 
-@router.post("/{alarm_id}/ack")
+_CHANGE_ERRORS = error_responses(NotFound, Conflict)
+
+
+@router.post("/{alarm_id}/ack", responses=_CHANGE_ERRORS)
 def acknowledge(conn: ConnDep, alarm_id: int, body: AlarmAction) -> AlarmPublic:
     """Take the alarm: records who and when; it stops escalating. 409 unless the alarm is active."""
     return _change(conn, alarm_id, body, acknowledge_alarm)
 
 
-@router.post("/{alarm_id}/clear")
+@router.post("/{alarm_id}/clear", responses=_CHANGE_ERRORS)
 def clear(conn: ConnDep, alarm_id: int, body: AlarmAction) -> AlarmPublic:
     """Clear the alarm by hand: records who and when. 409 when it is already cleared."""
     return _change(conn, alarm_id, body, clear_alarm)
 
 
-@device_router.get("/{device_id}/anomalies")
+@device_router.get("/{device_id}/anomalies", responses=error_responses(NotFound, InvalidRequest))
 def read_anomalies(
     conn: ConnDep,
     device_id: str,
     *,
+    span: AnomaliesRange,
     metric: str | None = None,
-    start: Annotated[datetime | None, Query(alias="from")] = None,
-    end: Annotated[datetime | None, Query(alias="to")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_ANOMALIES)] = 1000,
 ) -> list[AnomalyPublic]:
     """Anomalous readings of one device in [from, to), oldest first (default: the last 24 hours)."""
-    for value, name in ((start, "from"), (end, "to")):
-        if value is not None and value.tzinfo is None:
-            raise HTTPException(status_code=422, detail=f"'{name}' needs a timezone, e.g. 2026-11-22T08:00:00Z")
-    end = end or datetime.now(UTC)
-    start = start or end - timedelta(days=1)
-    if start >= end:
-        raise HTTPException(status_code=422, detail="'from' must be before 'to'")
-    try:
-        get_device(conn, device_id)
-    except UnknownDevice as exc:
-        raise HTTPException(status_code=404, detail=f"unknown device {device_id!r}") from exc
+    get_device(conn, device_id)  # UnknownDevice when it is not registered
     rows = conn.execute(
         "SELECT ts, metric, value, score, detector, details FROM anomalies WHERE device_id = %s "
         "AND (%s::text IS NULL OR metric = %s) AND ts >= %s AND ts < %s ORDER BY ts, metric LIMIT %s",
-        (device_id, metric, metric, start, end, limit),
+        (device_id, metric, metric, span.start, span.end, limit),
     ).fetchall()
     return [AnomalyPublic(ts=r[0], metric=r[1], value=r[2], score=r[3], detector=r[4], details=r[5]) for r in rows]

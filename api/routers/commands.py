@@ -9,9 +9,10 @@ from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
 from api.auth import OperatorDep
+from api.errors import ErrorBody, error_responses
 from api.state import ConnDep, StateDep
-from core.errors import UnknownDevice
-from devices.downlink import CommandError, CommandRecord, create_command, list_commands, mark_command
+from core.errors import Conflict, InvalidRequest, NotFound
+from devices.downlink import CommandRecord, create_command, list_commands, mark_command
 from devices.registry import get_device
 
 router = APIRouter(prefix="/devices", tags=["commands"])
@@ -39,21 +40,21 @@ def _public(c: CommandRecord) -> CommandPublic:
     return CommandPublic.model_validate(c, from_attributes=True)
 
 
-@router.post("/{device_id}/commands", status_code=202)
+@router.post(
+    "/{device_id}/commands",
+    status_code=202,
+    responses={
+        **error_responses(NotFound, Conflict, InvalidRequest),
+        503: {"model": ErrorBody, "description": "this API runs without a broker connection"},
+    },
+)
 def send_command(
     conn: ConnDep, state: StateDep, operator: OperatorDep, device_id: str, body: CommandCreate
 ) -> CommandPublic:
     """Record the command, publish it on the device's `cmd` topic (QoS 1); the ack arrives later."""
     if state.commands is None:
         raise HTTPException(status_code=503, detail="this API runs without a broker connection")
-    try:
-        command, device = create_command(
-            conn, device_id=device_id, name=body.name, params=body.params, actor=operator.name
-        )
-    except UnknownDevice as exc:
-        raise HTTPException(status_code=404, detail=f"unknown device {device_id!r}") from exc
-    except CommandError as exc:
-        raise HTTPException(status_code=422, detail=str(exc)) from exc
+    command, device = create_command(conn, device_id=device_id, name=body.name, params=body.params, actor=operator.name)
     conn.commit()  # recorded before it is sent: a fast ack always finds its command
     if state.commands.send(device, command):
         command = mark_command(conn, command.command_id, status="sent")
@@ -63,12 +64,9 @@ def send_command(
     return _public(command)
 
 
-@router.get("/{device_id}/commands")
+@router.get("/{device_id}/commands", responses=error_responses(NotFound))
 def read_commands(
     conn: ConnDep, device_id: str, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> list[CommandPublic]:
-    try:
-        get_device(conn, device_id)
-    except UnknownDevice as exc:
-        raise HTTPException(status_code=404, detail=f"unknown device {device_id!r}") from exc
+    get_device(conn, device_id)  # UnknownDevice when it is not registered
     return [_public(c) for c in list_commands(conn, device_id, limit=limit)]

@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel
 
+from api.errors import error_responses
 from api.state import ConnDep
+from core.errors import InvalidRequest, NotFound
 from devices.health import HEALTH_STATES, list_health, summarize_health
 
 router = APIRouter(prefix="/device-health", tags=["device health"])
@@ -36,7 +38,7 @@ class HealthSummaryPublic(BaseModel):
     unknown: int
 
 
-@router.get("")
+@router.get("", responses=error_responses(InvalidRequest))
 def read_health(
     conn: ConnDep,
     *,
@@ -47,7 +49,7 @@ def read_health(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[DeviceHealthPublic]:
     if state is not None and state not in HEALTH_STATES:
-        raise HTTPException(status_code=422, detail=f"state must be one of {', '.join(HEALTH_STATES)}")
+        raise InvalidRequest(f"state must be one of {', '.join(HEALTH_STATES)}")
     rows = list_health(conn, province=province, sector=sector, state=state, limit=limit, offset=offset)
     return [DeviceHealthPublic.model_validate(h, from_attributes=True) for h in rows]
 
@@ -59,9 +61,9 @@ def read_summary(conn: ConnDep, province: str | None = None) -> list[HealthSumma
     ]
 
 
-@router.get("/{device_id}")
+@router.get("/{device_id}", responses=error_responses(NotFound))
 def read_device_health(conn: ConnDep, device_id: str) -> DeviceHealthPublic:
     rows = list_health(conn, device_id=device_id)
     if not rows:
-        raise HTTPException(status_code=404, detail=f"unknown or decommissioned device {device_id!r}")
+        raise NotFound(f"unknown or decommissioned device {device_id!r}")
     return DeviceHealthPublic.model_validate(rows[0], from_attributes=True)

@@ -7,15 +7,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Body, HTTPException, Query
+from fastapi import APIRouter, Body, Query
 from pydantic import BaseModel, Field
 
 from api.auth import AdminDep
+from api.errors import error_responses
 from api.state import ConnDep, StateDep
-from core.errors import UnknownDevice
+from core.errors import Conflict, InvalidRequest, NotFound
 from devices.audit import list_audit
 from devices.provisioning import (
-    DuplicateDevice,
     decommission_device,
     import_devices_csv,
     provision_device,
@@ -23,7 +23,7 @@ from devices.provisioning import (
     rotate_secret,
     update_device,
 )
-from devices.registry import DeviceRecord, RegistryError, get_device, list_devices
+from devices.registry import DeviceRecord, get_device, list_devices
 from store.readings import query_latest
 
 router = APIRouter(prefix="/devices", tags=["devices"])
@@ -110,10 +110,6 @@ def _public(device: DeviceRecord) -> DevicePublic:
     return DevicePublic.model_validate(device, from_attributes=True)
 
 
-def _not_found(device_id: str, exc: UnknownDevice) -> HTTPException:
-    return HTTPException(status_code=404, detail=f"unknown device {device_id!r}")
-
-
 @router.get("")
 def read_devices(
     conn: ConnDep,
@@ -125,28 +121,23 @@ def read_devices(
     return [_public(d) for d in list_devices(conn, province=province, sector=sector, limit=limit, offset=offset)]
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, responses=error_responses(Conflict, InvalidRequest))
 def create_device(conn: ConnDep, state: StateDep, operator: AdminDep, body: DeviceCreate) -> DeviceWithSecret:
-    try:
-        created = provision_device(
-            conn,
-            device_id=body.device_id,
-            type_code=body.type_code,
-            province=body.province,
-            catalog=state.catalog,
-            actor=operator.name,
-            name=body.name,
-            report_interval_s=body.report_interval_s,
-        )
-    except DuplicateDevice as exc:
-        raise HTTPException(status_code=409, detail=str(exc)) from exc
-    except RegistryError as exc:
-        raise HTTPException(status_code=422, detail=str(exc)) from exc
+    created = provision_device(
+        conn,
+        device_id=body.device_id,
+        type_code=body.type_code,
+        province=body.province,
+        catalog=state.catalog,
+        actor=operator.name,
+        name=body.name,
+        report_interval_s=body.report_interval_s,
+    )
     conn.commit()
     return DeviceWithSecret(**_public(created.device).model_dump(), secret=created.secret)
 
 
-@router.post("/import")
+@router.post("/import", responses=error_responses(InvalidRequest))
 def import_devices(
     conn: ConnDep,
     state: StateDep,
@@ -154,10 +145,7 @@ def import_devices(
     csv_text: Annotated[str, Body(media_type="text/csv", max_length=IMPORT_MAX_BYTES)],
 ) -> ImportReport:
     """Bulk provisioning: a CSV `device_id,type_code,province[,name][,report_interval_s]`; each row reported."""
-    try:
-        rows = import_devices_csv(conn, csv_text, catalog=state.catalog, actor=operator.name)
-    except RegistryError as exc:
-        raise HTTPException(status_code=422, detail=str(exc)) from exc
+    rows = import_devices_csv(conn, csv_text, catalog=state.catalog, actor=operator.name)
     conn.commit()
     public = [
         ImportRowPublic(row=r.row, device_id=r.device_id, ok=r.ok, reason=r.reason, secret=r.secret or None)
@@ -167,62 +155,41 @@ def import_devices(
     return ImportReport(ok=ok, failed=len(rows) - ok, rows=public)
 
 
-@router.get("/{device_id}")
+@router.get("/{device_id}", responses=error_responses(NotFound))
 def read_device(conn: ConnDep, device_id: str) -> DeviceDetail:
-    try:
-        device = get_device(conn, device_id)
-    except UnknownDevice as exc:
-        raise _not_found(device_id, exc) from exc
+    device = get_device(conn, device_id)
     latest = [LatestPublic.model_validate(v, from_attributes=True) for v in query_latest(conn, device_id=device_id)]
     return DeviceDetail(**_public(device).model_dump(), latest=latest)
 
 
-@router.patch("/{device_id}")
+@router.patch("/{device_id}", responses=error_responses(NotFound, Conflict, InvalidRequest))
 def patch_device(conn: ConnDep, operator: AdminDep, device_id: str, body: DeviceUpdate) -> DevicePublic:
     changes: dict[str, object] = {"name": body.name, "province": body.province}
     if "report_interval_s" in body.model_fields_set:
         changes["report_interval_s"] = body.report_interval_s
-    try:
-        device = update_device(conn, device_id, actor=operator.name, **changes)  # type: ignore[arg-type]
-    except UnknownDevice as exc:
-        raise _not_found(device_id, exc) from exc
-    except RegistryError as exc:
-        raise HTTPException(status_code=422, detail=str(exc)) from exc
+    device = update_device(conn, device_id, actor=operator.name, **changes)  # type: ignore[arg-type]
     conn.commit()
     return _public(device)
 
 
-@router.post("/{device_id}/decommission")
+@router.post("/{device_id}/decommission", responses=error_responses(NotFound, Conflict))
 def decommission(conn: ConnDep, operator: AdminDep, device_id: str, body: RevokeRequest) -> DevicePublic:
-    try:
-        device = decommission_device(conn, device_id, actor=operator.name, reason=body.reason)
-    except UnknownDevice as exc:
-        raise _not_found(device_id, exc) from exc
-    except RegistryError as exc:
-        raise HTTPException(status_code=409, detail=str(exc)) from exc
+    device = decommission_device(conn, device_id, actor=operator.name, reason=body.reason)
     conn.commit()
     return _public(device)
 
 
-@router.post("/{device_id}/secret")
+@router.post("/{device_id}/secret", responses=error_responses(NotFound, Conflict))
 def rotate(conn: ConnDep, operator: AdminDep, device_id: str) -> SecretPublic:
     """A new secret (the old one stops working and its session is cut off at the next broker sync)."""
-    try:
-        secret = rotate_secret(conn, device_id, actor=operator.name)
-    except UnknownDevice as exc:
-        raise _not_found(device_id, exc) from exc
-    except RegistryError as exc:
-        raise HTTPException(status_code=409, detail=str(exc)) from exc
+    secret = rotate_secret(conn, device_id, actor=operator.name)
     conn.commit()
     return SecretPublic(device_id=device_id, secret=secret)
 
 
-@router.post("/{device_id}/revoke")
+@router.post("/{device_id}/revoke", responses=error_responses(NotFound))
 def revoke(conn: ConnDep, operator: AdminDep, device_id: str, body: RevokeRequest) -> DevicePublic:
-    try:
-        device = revoke_secret(conn, device_id, actor=operator.name, reason=body.reason)
-    except UnknownDevice as exc:
-        raise _not_found(device_id, exc) from exc
+    device = revoke_secret(conn, device_id, actor=operator.name, reason=body.reason)
     conn.commit()
     return _public(device)
 

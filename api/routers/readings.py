@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
+from api.errors import error_responses
 from api.state import ConnDep
-from core.errors import UnknownDevice
+from api.time_range import TimeRange, time_range
+from core.errors import InvalidRequest, NotFound
 from devices.registry import get_device
 from store.readings import query_buckets, query_readings
 
-router = APIRouter(prefix="/devices", tags=["readings"])
+router = APIRouter(prefix="/devices", tags=["readings"], responses=error_responses(NotFound, InvalidRequest))
 
 DEFAULT_RANGE = timedelta(hours=1)
 MAX_POINTS = 100_000
@@ -35,22 +37,7 @@ class BucketPublic(BaseModel):
     maximum: float
 
 
-def _range(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
-    for value, name in ((start, "from"), (end, "to")):
-        if value is not None and value.tzinfo is None:
-            raise HTTPException(status_code=422, detail=f"'{name}' needs a timezone, e.g. 2026-11-22T08:00:00Z")
-    end = end or datetime.now(UTC)
-    start = start or end - DEFAULT_RANGE
-    if start >= end:
-        raise HTTPException(status_code=422, detail="'from' must be before 'to'")
-    return start, end
-
-
-def _require_device(conn: ConnDep, device_id: str) -> None:
-    try:
-        get_device(conn, device_id)
-    except UnknownDevice as exc:
-        raise HTTPException(status_code=404, detail=f"unknown device {device_id!r}") from exc
+ReadingsRange = Annotated[TimeRange, Depends(time_range(DEFAULT_RANGE))]
 
 
 @router.get("/{device_id}/readings")
@@ -58,17 +45,15 @@ def read_readings(
     conn: ConnDep,
     device_id: str,
     *,
+    span: ReadingsRange,
     metric: str | None = None,
-    start: Annotated[datetime | None, Query(alias="from")] = None,
-    end: Annotated[datetime | None, Query(alias="to")] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_POINTS)] = 10_000,
 ) -> list[ReadingPublic]:
     """Raw readings in [from, to), oldest first (default: the last hour)."""
-    start, end = _range(start, end)
-    _require_device(conn, device_id)
+    get_device(conn, device_id)  # UnknownDevice when it is not registered
     return [
         ReadingPublic.model_validate(r, from_attributes=True)
-        for r in query_readings(conn, device_id=device_id, metric=metric, start=start, end=end, limit=limit)
+        for r in query_readings(conn, device_id=device_id, metric=metric, start=span.start, end=span.end, limit=limit)
     ]
 
 
@@ -77,17 +62,17 @@ def read_buckets(
     conn: ConnDep,
     device_id: str,
     *,
+    span: ReadingsRange,
     metric: str | None = None,
-    start: Annotated[datetime | None, Query(alias="from")] = None,
-    end: Annotated[datetime | None, Query(alias="to")] = None,
     bucket_s: Annotated[int, Query(ge=1, le=31 * 86400)] = 60,
 ) -> list[BucketPublic]:
     """Aggregates per time bucket (count, mean, min, max) in [from, to)."""
-    start, end = _range(start, end)
-    if (end - start).total_seconds() / bucket_s > MAX_POINTS:
-        raise HTTPException(status_code=422, detail="too many buckets: widen bucket_s or narrow the range")
-    _require_device(conn, device_id)
+    if (span.end - span.start).total_seconds() / bucket_s > MAX_POINTS:
+        raise InvalidRequest("too many buckets: widen bucket_s or narrow the range")
+    get_device(conn, device_id)  # UnknownDevice when it is not registered
     return [
         BucketPublic.model_validate(b, from_attributes=True)
-        for b in query_buckets(conn, device_id=device_id, metric=metric, start=start, end=end, bucket_s=bucket_s)
+        for b in query_buckets(
+            conn, device_id=device_id, metric=metric, start=span.start, end=span.end, bucket_s=bucket_s
+        )
     ]
