@@ -9,9 +9,7 @@ province's devices reconnect at once.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
-import hmac
 import secrets
 from typing import Final
 
@@ -31,18 +29,3 @@ def hash_secret(secret: str, *, iterations: int = HASH_ITERATIONS, salt: bytes |
     salt = secrets.token_bytes(SALT_BYTES) if salt is None else salt
     digest = hashlib.pbkdf2_hmac("sha512", secret.encode(), salt, iterations)
     return f"{_PREFIX}{iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
-
-
-def verify_secret(secret: str, hashed: str) -> bool:
-    """True when `secret` matches `hashed`; False for a wrong secret or a malformed hash."""
-    parts = hashed.split("$")
-    if len(parts) != 5 or parts[0] != "" or parts[1] != "7":
-        return False
-    try:
-        iterations = int(parts[2])
-        salt = base64.b64decode(parts[3], validate=True)
-        expected = base64.b64decode(parts[4], validate=True)
-    except (ValueError, binascii.Error):
-        return False
-    digest = hashlib.pbkdf2_hmac("sha512", secret.encode(), salt, iterations)
-    return hmac.compare_digest(digest, expected)

@@ -1,4 +1,4 @@
-"""Clocks the simulator reads time from: the wall clock, a scaled clock for accelerated runs, a manual clock for tests.
+"""Clocks the simulator reads time from: the wall clock, and a scaled clock for accelerated runs.
 
 Every simulated timestamp comes from a clock given to the fleet, so a run is reproducible for a seed and a clock.
 """
@@ -45,19 +45,3 @@ class ScaledClock:
 
     def now(self) -> float:
         return self.start + (self._mono() - self._real0) * self.speed
-
-
-class ManualClock:
-    """A clock that moves only when told to: `advance(seconds)`."""
-
-    __slots__ = ("speed", "t")
-
-    def __init__(self, start: float) -> None:
-        self.t = start
-        self.speed = 1.0
-
-    def now(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds

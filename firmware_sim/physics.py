@@ -19,7 +19,6 @@ TIDE_CONSTITUENTS: Final = (
     (23.9345, 0.55, 2.3),  # K1
     (25.8193, 0.45, 0.7),  # O1
 )
-TIDE_AMPLITUDE_SUM_M: Final = sum(c[1] for c in TIDE_CONSTITUENTS)
 
 
 def local_hour(t: float) -> float:

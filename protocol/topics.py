@@ -12,7 +12,6 @@ SECTORS: Final = ("agriculture", "energy", "transport", "health")
 TOPIC_ROOT: Final = "ioc/v1"
 
 Channel = Literal["telemetry", "status", "cmd", "cmd/ack"]
-CHANNELS: Final[tuple[Channel, ...]] = ("telemetry", "status", "cmd", "cmd/ack")
 
 TELEMETRY_FILTER: Final = f"{TOPIC_ROOT}/+/+/+/telemetry"
 TELEMETRY_SENML_FILTER: Final = f"{TOPIC_ROOT}/+/+/+/telemetry/senml"
@@ -20,7 +19,6 @@ STATUS_FILTER: Final = f"{TOPIC_ROOT}/+/+/+/status"
 COMMAND_ACK_FILTER: Final = f"{TOPIC_ROOT}/+/+/+/cmd/ack"
 ALERTS_FILTER: Final = f"{TOPIC_ROOT}/+/alerts"
 
-ID_MAX_CHARS: Final = 64
 _ID_PATTERN: Final = r"[A-Za-z0-9_.-]{1,64}"
 _ID_RE: Final = re.compile(_ID_PATTERN)
 # One match per topic on the ingest hot path; group 4 is the channel incl. the optional "/senml".

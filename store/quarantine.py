@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
 from store.pool import Conn
 
@@ -41,23 +40,3 @@ def insert_quarantined(conn: Conn, messages: Sequence[QuarantinedMessage]) -> in
             ],
         )
     return len(messages)
-
-
-@dataclass(frozen=True, slots=True)
-class QuarantineEntry:
-    id: int
-    received_at: datetime
-    topic: str
-    device_id: str | None
-    reason: str
-    detail: str
-    payload_size: int
-
-
-def query_quarantine(conn: Conn, *, reason: str | None, limit: int) -> list[QuarantineEntry]:
-    rows = conn.execute(
-        "SELECT id, received_at, topic, device_id, reason, detail, payload_size FROM quarantine "
-        "WHERE (%s::text IS NULL OR reason = %s) ORDER BY id DESC LIMIT %s",
-        (reason, reason, limit),
-    ).fetchall()
-    return [QuarantineEntry(*r) for r in rows]

@@ -28,8 +28,6 @@ from embedded.runtime import EmbeddedMosquitto, EmbeddedPostgres
 from ingest.worker import IngestConfig, IngestWorker
 from protocol.broker_url import parse_broker_url
 
-pytestmark = pytest.mark.integration
-
 _COUNTER = itertools.count()
 
 

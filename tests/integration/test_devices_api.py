@@ -13,7 +13,6 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from devices.credentials import verify_secret
 from embedded.runtime import EmbeddedMosquitto, EmbeddedPostgres
 from store.readings import upsert_latest, write_readings
 from tests.integration.conftest import ScratchDatabase
@@ -26,6 +25,7 @@ from tests.integration.device_fixtures import (
     secure_broker_fixture,  # noqa: F401
     tokens_fixture,  # noqa: F401
 )
+from tests.mosquitto_passwords import verify_secret
 
 
 def test_registry_changes_over_http(

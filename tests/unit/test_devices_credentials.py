@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from devices.access import DEVICE_ACL_PATTERNS, render_acl, render_password_file
-from devices.credentials import generate_secret, hash_secret, verify_secret
+from devices.credentials import generate_secret, hash_secret
 from devices.tokens import Operator
+from tests.mosquitto_passwords import verify_secret
 
 
 def test_secrets_are_random_and_long() -> None:

@@ -14,8 +14,7 @@ import pytest
 
 from core.errors import DecodeError
 from firmware_sim.buffer import DiskBuffer
-from firmware_sim.cli import apply_credentials, build_devices, read_credentials
-from firmware_sim.clock import ManualClock, ScaledClock
+from firmware_sim.clock import ScaledClock
 from firmware_sim.faults import (
     DEFAULT_SAMPLES,
     FAULT_KINDS,
@@ -31,6 +30,7 @@ from firmware_sim.faults import (
 from firmware_sim.firmware import FirmwareDevice, Message, ReplayDevice, SimDevice
 from firmware_sim.models import model_for
 from firmware_sim.replay import ReplayError, load_series
+from firmware_sim.roster import apply_credentials, build_devices, read_credentials
 from protocol.telemetry import decode_telemetry
 
 START_MS = 1_780_000_000_000  # 2026-05-28
@@ -319,10 +319,7 @@ def test_credentials_give_passwords_or_whole_devices(tmp_path: Path) -> None:
     ]
 
 
-def test_clocks() -> None:
-    manual = ManualClock(100.0)
-    manual.advance(2.5)
-    assert manual.now() == 102.5
+def test_scaled_clock_runs_speed_times_faster_from_its_start() -> None:
     ticks = iter([10.0, 12.0])
     scaled = ScaledClock(1000.0, speed=60, monotonic=lambda: next(ticks))
     assert scaled.now() == 1000.0 + 2 * 60
