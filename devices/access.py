@@ -1,6 +1,6 @@
 """Broker access control kept in sync with the registry: Mosquitto's password file and an ACL of `%u` patterns.
 
-Chosen by measurement on Mosquitto 2.0.11 (`python -m devices.access_bench`; figures in the module):
+Chosen by measurement on Mosquitto 2.0.11 (`ioc bench access --devices 100000`):
 - password file + 5 `pattern` lines: 100,000 devices load in ~0.4 s at start and at each SIGHUP reload;
 - per-device `user` blocks in the ACL file: 20,000 devices already take ~15 s to load and ~11 s per reload
   (the broker appends each user to a list: quadratic), during which it serves nobody;

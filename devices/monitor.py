@@ -7,12 +7,10 @@ paho's callbacks only decode and queue (STYLE 4); `run(stop)` drains the queue a
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import queue
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -23,9 +21,9 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from core.errors import DecodeError
 from devices.access import BrokerAccessTarget, access_version, sync_broker_access
-from devices.broker import connect, make_client
 from devices.downlink import ACK_TIMEOUT_S, expire_commands, record_ack
 from devices.health import StatusChange, record_status
+from mqtt_client.client import connect, make_client
 from protocol.broker_url import BrokerAddress
 from protocol.commands import CommandAck, decode_command_ack
 from protocol.status import decode_status
@@ -154,17 +152,3 @@ class DeviceMonitor:
                 return
             result = sync_broker_access(conn, target)
         self.synced_version = result.version
-
-
-@contextlib.contextmanager
-def monitor_running(config: MonitorConfig) -> Iterator[DeviceMonitor]:
-    """The device monitor on a thread of this process, stopped on exit (`ioc up`, `ioc demo`)."""
-    monitor = DeviceMonitor(config)
-    stop = threading.Event()
-    thread = threading.Thread(target=monitor.run, args=(stop,), name="device-monitor", daemon=True)
-    thread.start()
-    try:
-        yield monitor
-    finally:
-        stop.set()
-        thread.join(timeout=30)

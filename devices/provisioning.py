@@ -18,17 +18,20 @@ from core.errors import UnknownDevice
 from devices.audit import record_audit, record_audit_many
 from devices.catalog import Catalog
 from devices.credentials import generate_secret, hash_secret
-from devices.registry import DEVICE_COLUMNS, DeviceRecord, RegistryError, get_device
+from devices.registry import (
+    DEVICE_COLUMNS,
+    DeviceDecommissioned,
+    DeviceRecord,
+    DuplicateDevice,
+    InvalidRegistryValue,
+    RegistryError,
+    get_device,
+)
 from store.pool import Conn
 
 DEVICE_ID_RE: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 CSV_REQUIRED_COLUMNS: Final = ("device_id", "type_code", "province")
-CSV_OPTIONAL_COLUMNS: Final = ("name", "report_interval_s")
 NAME_MAX_CHARS: Final = 200
-
-
-class DuplicateDevice(RegistryError):
-    """A device id that is already registered."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,18 +83,18 @@ def _check_new(
     catalog: Catalog,
     provinces: set[str],
 ) -> _NewDevice:
-    """The device to insert, or RegistryError saying what is wrong with it."""
+    """The device to insert, or InvalidRegistryValue saying what is wrong with it."""
     if DEVICE_ID_RE.fullmatch(device_id) is None:
-        raise RegistryError(f"bad device id {device_id[:80]!r}: use 1-64 of A-Z a-z 0-9 _ . -")
+        raise InvalidRegistryValue(f"bad device id {device_id[:80]!r}: use 1-64 of A-Z a-z 0-9 _ . -")
     dtype = catalog.get(type_code)
     if dtype is None:
-        raise RegistryError(f"unknown device type {type_code!r}")
+        raise InvalidRegistryValue(f"unknown device type {type_code!r}")
     if province not in provinces:
-        raise RegistryError(f"unknown province {province!r}")
+        raise InvalidRegistryValue(f"unknown province {province!r}")
     if len(name) > NAME_MAX_CHARS:
-        raise RegistryError(f"name longer than {NAME_MAX_CHARS} characters")
+        raise InvalidRegistryValue(f"name longer than {NAME_MAX_CHARS} characters")
     if report_interval_s is not None and not report_interval_s > 0:
-        raise RegistryError(f"report interval must be positive, got {report_interval_s}")
+        raise InvalidRegistryValue(f"report interval must be positive, got {report_interval_s}")
     return _NewDevice(device_id, type_code, province, dtype.sector, name, report_interval_s)
 
 
@@ -106,7 +109,7 @@ def provision_device(
     name: str = "",
     report_interval_s: float | None = None,
 ) -> ProvisionedDevice:
-    """Register a device with a fresh secret; RegistryError (DuplicateDevice) when it cannot be."""
+    """Register a device with a fresh secret; InvalidRegistryValue or DuplicateDevice when it cannot be."""
     new = _check_new(
         device_id=device_id,
         type_code=type_code,
@@ -151,19 +154,19 @@ def update_device(
     interval (None = back to the type's). Each change is audited with its old and new value."""
     before = get_device(conn, device_id)
     if not before.active:
-        raise RegistryError(f"device {device_id!r} is decommissioned")
+        raise DeviceDecommissioned(f"device {device_id!r} is decommissioned")
     changes: dict[str, tuple[object, object]] = {}
     if name is not None and name != before.name:
         if len(name) > NAME_MAX_CHARS:
-            raise RegistryError(f"name longer than {NAME_MAX_CHARS} characters")
+            raise InvalidRegistryValue(f"name longer than {NAME_MAX_CHARS} characters")
         changes["name"] = (before.name, name)
     if province is not None and province != before.province:
         if province not in _known_provinces(conn):
-            raise RegistryError(f"unknown province {province!r}")
+            raise InvalidRegistryValue(f"unknown province {province!r}")
         changes["province"] = (before.province, province)
     if report_interval_s is not _UNSET and report_interval_s != before.report_interval_s:
         if report_interval_s is not None and not (isinstance(report_interval_s, int | float) and report_interval_s > 0):
-            raise RegistryError(f"report interval must be positive, got {report_interval_s}")
+            raise InvalidRegistryValue(f"report interval must be positive, got {report_interval_s}")
         changes["report_interval_s"] = (before.report_interval_s, report_interval_s)
     if not changes:
         return before
@@ -201,7 +204,7 @@ def decommission_device(conn: Conn, device_id: str, *, actor: str, reason: str =
     ).fetchone()
     if row is None:
         get_device(conn, device_id)  # UnknownDevice when it does not exist
-        raise RegistryError(f"device {device_id!r} is already decommissioned")
+        raise DeviceDecommissioned(f"device {device_id!r} is already decommissioned")
     record_audit(conn, actor=actor, action="device.decommission", target=device_id, details={"reason": reason})
     return DeviceRecord(*row)
 
@@ -216,7 +219,7 @@ def rotate_secret(conn: Conn, device_id: str, *, actor: str) -> str:
     )
     if cur.rowcount == 0:
         device = get_device(conn, device_id)
-        raise RegistryError(f"device {device.device_id!r} is decommissioned")
+        raise DeviceDecommissioned(f"device {device.device_id!r} is decommissioned")
     record_audit(conn, actor=actor, action="device.rotate_secret", target=device_id, details={})
     return secret
 
@@ -240,7 +243,7 @@ def _parse_interval(text: str) -> float | None:
     try:
         return float(text)
     except ValueError as exc:
-        raise RegistryError(f"report_interval_s {text[:40]!r} is not a number") from exc
+        raise InvalidRegistryValue(f"report_interval_s {text[:40]!r} is not a number") from exc
 
 
 def import_devices_csv(conn: Conn, text: str, *, catalog: Catalog, actor: str) -> list[ImportRow]:
@@ -255,7 +258,7 @@ def import_devices_csv(conn: Conn, text: str, *, catalog: Catalog, actor: str) -
     header = [h.strip() for h in (reader.fieldnames or [])]
     missing = [c for c in CSV_REQUIRED_COLUMNS if c not in header]
     if missing:
-        raise RegistryError(f"CSV header lacks {', '.join(missing)} (has {', '.join(header) or 'nothing'})")
+        raise InvalidRegistryValue(f"CSV header lacks {', '.join(missing)} (has {', '.join(header) or 'nothing'})")
     reader.fieldnames = header
     provinces = _known_provinces(conn)
     report: dict[int, ImportRow] = {}
@@ -283,7 +286,7 @@ def _check_row(
     provinces: set[str],
 ) -> _NewDevice:
     if None in raw:
-        raise RegistryError("more fields than the header has")
+        raise InvalidRegistryValue("more fields than the header has")
     device_id = row.get("device_id", "")
     new = _check_new(
         device_id=device_id,
@@ -295,7 +298,7 @@ def _check_row(
         provinces=provinces,
     )
     if device_id in seen:
-        raise RegistryError(f"device id repeats row {seen[device_id]}")
+        raise InvalidRegistryValue(f"device id repeats row {seen[device_id]}")
     return new
 
 
@@ -358,11 +361,51 @@ def _insert_one(conn: Conn, index: int, new: _NewDevice, secret: str, digest: st
     return ImportRow(index, new.device_id, ok=True, secret=secret)
 
 
-def import_summary(rows: Iterable[ImportRow]) -> Mapping[str, int]:
-    ok = failed = 0
-    for r in rows:
-        if r.ok:
-            ok += 1
-        else:
-            failed += 1
-    return {"ok": ok, "failed": failed}
+@dataclass(frozen=True, slots=True)
+class FleetDevice:
+    """A device of a fleet registered in one go (a demo's or a benchmark's simulated devices)."""
+
+    device_id: str
+    type_code: str
+    province: str
+    name: str = ""
+
+
+def provision_fleet(conn: Conn, fleet: Iterable[FleetDevice], *, catalog: Catalog, actor: str) -> dict[str, str]:
+    """Register the devices not registered yet (one COPY) and give every device of `fleet` a fresh secret (the
+    already registered ones in one UPDATE); returns device id → secret. Every change is audited."""
+    provinces = _known_provinces(conn)
+    checked = [
+        _check_new(
+            device_id=d.device_id,
+            type_code=d.type_code,
+            province=d.province,
+            name=d.name,
+            report_interval_s=None,
+            catalog=catalog,
+            provinces=provinces,
+        )
+        for d in fleet
+    ]
+    secrets = {new.device_id: generate_secret() for new in checked}
+    digests = {device_id: hash_secret(secret) for device_id, secret in secrets.items()}
+    existing = {
+        str(r[0])
+        for r in conn.execute("SELECT device_id FROM devices WHERE device_id = ANY(%s)", (list(secrets),)).fetchall()
+    }
+    _copy_devices(conn, [(new, digests[new.device_id]) for new in checked if new.device_id not in existing])
+    rotated = conn.execute(
+        "UPDATE devices d SET secret_hash = s.digest, credential_status = 'active', credential_changed_at = now(), "
+        "updated_at = now() FROM unnest(%s::text[], %s::text[]) AS s(device_id, digest) "
+        "WHERE d.device_id = s.device_id AND d.status = 'active' RETURNING d.device_id",
+        (sorted(existing), [digests[i] for i in sorted(existing)]),
+    ).fetchall()
+    if len(rotated) != len(existing):
+        retired = sorted(existing - {str(r[0]) for r in rotated})
+        raise DeviceDecommissioned(f"decommissioned devices cannot rejoin a fleet: {', '.join(retired[:5])}")
+    record_audit_many(
+        conn,
+        [(actor, "device.create", i, {"via": "fleet"}) for i in secrets if i not in existing]
+        + [(actor, "device.rotate_secret", i, {"via": "fleet"}) for i in sorted(existing)],
+    )
+    return secrets

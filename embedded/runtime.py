@@ -92,7 +92,26 @@ def _pg_bindir() -> Path:
     return Path(out.strip())
 
 
-class EmbeddedPostgres:
+class _EmbeddedService:
+    """A service started on entering a `with` block and stopped on leaving it."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class EmbeddedPostgres(_EmbeddedService):
     """A private PostgreSQL cluster with TimescaleDB preloaded; `with EmbeddedPostgres(dir) as pg: pg.url`."""
 
     def __init__(self, root: Path, *, port: int | None = None) -> None:
@@ -197,19 +216,6 @@ class EmbeddedPostgres:
         if (self.data_dir / "postmaster.pid").exists():
             self._pg_ctl("-w", "-m", mode, "stop", check=False)
 
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
 
 def _raise_nofile_limit() -> None:
     """Let children (the broker) hold one descriptor per connected device: lift the soft open-file limit to the hard."""
@@ -221,7 +227,7 @@ def _raise_nofile_limit() -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-class EmbeddedMosquitto:
+class EmbeddedMosquitto(_EmbeddedService):
     """A private Mosquitto 2 broker with persistence on; `with EmbeddedMosquitto(dir) as mq: mq.url`.
 
     `extra_config` lines are appended to the generated config. With `auth=True` nobody connects anonymously:
@@ -394,16 +400,3 @@ class EmbeddedMosquitto:
                 self._process.wait()
         self._process = None
         self._pid_file.unlink(missing_ok=True)
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

@@ -3,7 +3,7 @@ store-and-forward, and a one-thread fleet of MQTT connections. Talks to the cent
 
 Programmatic use (demo, benchmarks, analytics end-to-end):
 
-    from firmware_sim.cli import build_devices
+    from firmware_sim.roster import build_devices
     from firmware_sim.faults import parse_fault_spec
     from firmware_sim.fleet import FleetConfig, run_fleet
 

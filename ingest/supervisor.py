@@ -1,4 +1,4 @@
-"""`ioc ingest --workers N`: N worker processes in one MQTT 5 shared subscription, restarted when they die.
+"""Ingest worker processes (one direct subscription, or N in one MQTT 5 shared subscription), restarted when they die.
 
 Each worker keeps its client id across restarts, so a restarted worker resumes its persistent session and
 receives the messages its predecessor had not acknowledged.
@@ -6,6 +6,7 @@ receives the messages its predecessor had not acknowledged.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import multiprocessing
@@ -16,9 +17,14 @@ import threading
 import time
 from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
+from core.lifecycle import running_in_thread
+from core.settings import Settings
 from devices.catalog import load_catalog
 from ingest.worker import IngestConfig, IngestWorker
+from protocol.broker_url import parse_broker_url
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -34,12 +40,28 @@ def _worker_main(config: IngestConfig, log_level: str, ready: EventType) -> None
     IngestWorker(config, catalog=load_catalog(), on_ready=ready.set).run(stop)
 
 
+def ingest_config(settings: Settings, *, database_url: str, mqtt_url: str) -> IngestConfig:
+    """The ingest settings of `settings` for this broker and database."""
+    return IngestConfig(
+        database_url=database_url,
+        broker=parse_broker_url(mqtt_url),
+        client_id=settings.ingest_group,
+        group=settings.ingest_group,
+        batch_max_rows=settings.batch_max_rows,
+        batch_max_wait_s=settings.batch_max_wait_ms / 1000,
+        queue_max_messages=settings.queue_max_messages,
+        max_payload_bytes=settings.max_payload_bytes,
+        max_future_s=settings.max_future_skew_s,
+    )
+
+
 def worker_config(base: IngestConfig, index: int, *, workers: int) -> IngestConfig:
     return dataclasses.replace(base, client_id=f"{base.client_id}-{index}", shared_subscription=workers > 1)
 
 
 class IngestSupervisor:
-    """Starts, watches and stops the worker processes; `run(stop)` blocks until `stop` is set."""
+    """Owns the worker processes and the thread that restarts them: `with IngestSupervisor(…) as ingest:` starts
+    both, leaving the block stops the watcher first, then the workers."""
 
     def __init__(self, base: IngestConfig, *, workers: int, metrics_dir: Path, log_level: str = "INFO") -> None:
         self._base = base
@@ -49,6 +71,7 @@ class IngestSupervisor:
         self._processes: dict[int, multiprocessing.process.BaseProcess] = {}
         self._context = multiprocessing.get_context("spawn")
         self._ready: dict[int, EventType] = {}
+        self._running = contextlib.ExitStack()
 
     @property
     def pids(self) -> dict[int, int | None]:
@@ -58,6 +81,19 @@ class IngestSupervisor:
         """True once every worker is connected and subscribed."""
         deadline = time.monotonic() + timeout_s
         return all(event.wait(max(0.0, deadline - time.monotonic())) for event in list(self._ready.values()))
+
+    def __enter__(self) -> Self:
+        with contextlib.ExitStack() as stack:
+            stack.callback(self._stop_workers)
+            self._start_workers()
+            stack.enter_context(running_in_thread(self._watch, name="ingest-watch"))
+            self._running = stack.pop_all()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._running.close()
 
     def _start(self, index: int) -> None:
         self._ready[index] = self._context.Event()
@@ -70,7 +106,7 @@ class IngestSupervisor:
         proc.start()
         self._processes[index] = proc
 
-    def start(self) -> None:
+    def _start_workers(self) -> None:
         # prometheus_client's multiprocess mode: the children write here, the metrics endpoint reads it.
         self._metrics_dir.mkdir(parents=True, exist_ok=True)
         for stale in self._metrics_dir.glob("*.db"):
@@ -79,19 +115,19 @@ class IngestSupervisor:
         for index in range(self._workers):
             self._start(index)
 
-    def watch(self, stop: threading.Event) -> None:
+    def _watch(self, stop: threading.Event) -> None:
+        from prometheus_client import multiprocess
+
         while not stop.wait(0.5):
             for index, proc in list(self._processes.items()):
-                if not proc.is_alive():
+                if not proc.is_alive() and not stop.is_set():
                     _LOGGER.warning("ingest worker %d exited with %s; restarting", index, proc.exitcode)
-                    from prometheus_client import multiprocess
-
                     if proc.pid is not None:
                         multiprocess.mark_process_dead(proc.pid)  # type: ignore[no-untyped-call]
                     time.sleep(RESTART_DELAY_S)
                     self._start(index)
 
-    def stop(self) -> None:
+    def _stop_workers(self) -> None:
         for proc in self._processes.values():
             if proc.is_alive():
                 proc.terminate()
@@ -101,10 +137,3 @@ class IngestSupervisor:
                 proc.kill()
                 proc.join()
         self._processes.clear()
-
-    def run(self, stop: threading.Event) -> None:
-        self.start()
-        try:
-            self.watch(stop)
-        finally:
-            self.stop()

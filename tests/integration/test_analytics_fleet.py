@@ -9,10 +9,9 @@ import json
 from pathlib import Path
 
 from analytics.e2e import LATENCY_TARGET_S
-from analytics.live_commands import detector_policy
+from analytics.runner import detector_policy
+from bench.detection import FleetRun, render_report, run_fleet_evaluation
 from core.settings import REPO_ROOT, Settings
-from ioc.detection_bench import render_e2e_report
-from ioc.fleet_eval import FleetRun, run_fleet_evaluation
 
 REPORT = REPO_ROOT / ".runtime" / "reports" / "analytics_fleet_small.json"
 
@@ -59,6 +58,6 @@ def test_small_fleet_with_faults_is_scored_per_kind_and_alarms_come_within_5_s(
     # No silent alarm on a healthy fleet whose clock runs 240x faster than the wall (the job follows it).
     assert "silent" not in run_info["alarms_by_kind"]
 
-    render_e2e_report(report)  # the table renders from the report alone
+    render_report(report)  # the table renders from the report alone
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     REPORT.write_text(json.dumps(report, indent=2) + "\n")

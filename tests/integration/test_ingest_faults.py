@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -70,31 +69,24 @@ def test_worker_killed_with_sigkill_mid_stream_loses_nothing(
     topic = telemetry_topic("ha-noi", "energy", "meter-kill")
     start = datetime.now(UTC) - timedelta(hours=1)
     total = 3000
-    supervisor = IngestSupervisor(ingest_config, workers=2, metrics_dir=runtime_root / f"metrics-{os.getpid()}-kill")
-    stop = threading.Event()
-    watcher = threading.Thread(target=supervisor.watch, args=(stop,), daemon=True)
-    supervisor.start()
-    watcher.start()
     killed: list[int] = []
+    with IngestSupervisor(
+        ingest_config, workers=2, metrics_dir=runtime_root / f"metrics-{os.getpid()}-kill"
+    ) as supervisor:
 
-    def kill_one(i: int) -> None:
-        if i == total // 3:
-            wait_for(lambda: _rows(database, "meter-kill") > 0, what="first rows")
-            pid = supervisor.pids[0]
-            assert pid is not None
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
+        def kill_one(i: int) -> None:
+            if i == total // 3:
+                wait_for(lambda: _rows(database, "meter-kill") > 0, what="first rows")
+                pid = supervisor.pids[0]
+                assert pid is not None
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
 
-    try:
         assert supervisor.wait_ready(30), "ingest workers did not subscribe"
         with Publisher(broker.url, client_id="meter-kill") as pub:
             _publish_all(pub, topic, total, start, during=kill_one)
         wait_for(lambda: _rows(database, "meter-kill") == total * len(METRICS), timeout_s=90, what="all rows")
         assert killed and supervisor.pids[0] != killed[0], "the killed worker was replaced"
-    finally:
-        stop.set()
-        watcher.join()
-        supervisor.stop()
     _assert_exactly_once(database, total, "meter-kill")
 
 

@@ -38,9 +38,7 @@ def test_metrics_count_messages_rows_and_quarantine_by_reason(
     register("meter-metrics", "smart_meter", "can-tho")
     topic = telemetry_topic("can-tho", "energy", "meter-metrics")
     metrics_dir = runtime_root / f"metrics-{os.getpid()}-endpoint"
-    supervisor = IngestSupervisor(ingest_config, workers=1, metrics_dir=metrics_dir)
-    supervisor.start()
-    try:
+    with IngestSupervisor(ingest_config, workers=1, metrics_dir=metrics_dir) as supervisor:
         assert supervisor.wait_ready(30)
         with Publisher(broker.url, client_id="meter-metrics") as pub:
             for i in range(10):
@@ -60,8 +58,6 @@ def test_metrics_count_messages_rows_and_quarantine_by_reason(
         finally:
             server.should_exit = True
             thread.join(10)
-    finally:
-        supervisor.stop()
 
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")

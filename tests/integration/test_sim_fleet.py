@@ -15,12 +15,12 @@ import psycopg
 from devices.catalog import Catalog
 from devices.registry import create_device
 from embedded.runtime import EmbeddedMosquitto
-from firmware_sim.cli import build_devices
 from firmware_sim.clock import ScaledClock
 from firmware_sim.faults import FaultKind, FaultLabel, FaultSpec, read_labels
 from firmware_sim.firmware import FirmwareDevice, SimDevice
 from firmware_sim.fleet import FleetConfig, FleetResult, run_fleet
 from firmware_sim.models import TYPE_CODES, model_for
+from firmware_sim.roster import build_devices
 from protocol.broker_url import parse_broker_url
 from tests.integration.conftest import RunningIngest, ScratchDatabase, wait_for
 

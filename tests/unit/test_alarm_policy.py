@@ -13,9 +13,11 @@ from analytics.alarm_policy import (
     DetectorAlarmPolicy,
     device_gap_open,
 )
-from analytics.job import DeviceInfo, JobConfig, Row, StreamScorer
+from analytics.detector_state import dump_series_state, load_series_state
+from analytics.scoring import DeviceInfo, JobConfig, StreamScorer
 from core.settings import Settings
 from devices.catalog import load_catalog
+from store.analytics import FetchedReading
 
 FRIDGE = DeviceInfo("vaccine_fridge", "can-tho", "health")
 
@@ -32,7 +34,7 @@ def _scorer(policy: DetectorAlarmPolicy) -> StreamScorer:
     return StreamScorer(load_catalog(), config, detector_factory=ValueIsScore)
 
 
-def _rows(device: str, metric: str, scores: list[float], *, t0: float = 0.0) -> list[Row]:
+def _rows(device: str, metric: str, scores: list[float], *, t0: float = 0.0) -> list[FetchedReading]:
     return [(device, metric, t0 + 60.0 * i, s, 0, t0 + 60.0 * i + 0.5) for i, s in enumerate(scores)]
 
 
@@ -88,7 +90,7 @@ def test_impossible_policies_are_refused(fields: dict[str, float]) -> None:
 
 
 def test_settings_defaults_are_the_default_policy() -> None:
-    from analytics.live_commands import detector_policy
+    from analytics.runner import detector_policy
 
     assert detector_policy(Settings()) == DEFAULT_POLICY
 
@@ -134,10 +136,10 @@ def test_the_gate_is_saved_with_the_series_state() -> None:
     policy = DetectorAlarmPolicy(learn_points=3, persist_points=2, persist_window=4)
     scorer = _scorer(policy)
     scorer.score(_rows("fr-1", "battery_v", [0.1, 0.1, 0.1, 0.6]), {"fr-1": FRIDGE})
-    blob = scorer.dump_series(scorer.series[("fr-1", "battery_v")])
+    blob = dump_series_state(scorer.series[("fr-1", "battery_v")].saved_state())
     assert pickle.loads(blob)["gate"] == {"points": 4, "recent": 0b0001}
     restored = _scorer(policy)
-    restored.get_series("fr-1", "battery_v", FRIDGE, saved=blob)
+    restored.get_series("fr-1", "battery_v", FRIDGE, saved=load_series_state(blob))
     # Past learning, and the 0.6 before the restart counts towards persistence: this second one raises.
     out = restored.score(_rows("fr-1", "battery_v", [0.6], t0=240.0), {"fr-1": FRIDGE})
     assert [op.op for op in out.ops if op.signal.source == "detector"] == ["raise"]

@@ -1,27 +1,27 @@
-"""`detect` and `eval nab` subcommands, run through their argparse wiring."""
+"""`ioc detect` and `ioc eval nab`, run as the command a user types (`python -m ioc …`)."""
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
-
-import pytest
-
-from analytics import commands
 
 REPO = Path(__file__).resolve().parents[2]
 TEST_NAB = REPO / "tests" / "data" / "nab"
 
 
+def _run_with_stderr(argv: list[str]) -> tuple[int, str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "ioc", *argv], capture_output=True, text=True, check=False, timeout=120
+    )
+    return done.returncode, done.stderr
+
+
 def _run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    commands.add_parsers(parser.add_subparsers(required=True))
-    args = parser.parse_args(argv)
-    result: int = args.func(args)
-    return result
+    return _run_with_stderr(argv)[0]
 
 
 def _write_input(path: Path, rows: int, *, sep: str = ",") -> None:
@@ -62,11 +62,12 @@ def test_detect_is_causal_and_deterministic(tmp_path: Path) -> None:
     assert short_out.read_text().splitlines() == first.read_text().splitlines()[:401]
 
 
-def test_detect_reports_a_missing_time_column(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_detect_reports_a_missing_time_column(tmp_path: Path) -> None:
     source = tmp_path / "in.csv"
     _write_input(source, 10)
-    assert _run(["detect", str(source), "--time-column", "time", "--out", str(tmp_path / "o.csv")]) == 2
-    assert "no column 'time'" in capsys.readouterr().err
+    code, stderr = _run_with_stderr(["detect", str(source), "--time-column", "time", "--out", str(tmp_path / "o.csv")])
+    assert code == 2
+    assert "no column 'time'" in stderr
 
 
 def test_eval_nab_with_precomputed_scores(tmp_path: Path) -> None:

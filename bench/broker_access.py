@@ -1,4 +1,4 @@
-"""Measure broker access-control mechanisms on the local Mosquitto: `python -m devices.access_bench --devices N`.
+"""`ioc bench access`: broker access-control mechanisms measured on a private Mosquitto.
 
 For the password file with `%u` pattern ACLs (what `devices.access` writes) and, with `--per-user`, for
 per-device `user` blocks in the ACL file: broker start-up time, SIGHUP reload time (until a new connection is
@@ -7,8 +7,6 @@ served), and whether a connected device removed from the password file is discon
 
 from __future__ import annotations
 
-import argparse
-import json
 import secrets
 import tempfile
 import threading
@@ -89,20 +87,3 @@ def measure(count: int, *, per_user: bool) -> dict[str, object]:
         "reload_s": round(reload_s, 2),
         "removed_device_disconnected": cut_off,
     }
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--devices", type=int, default=100_000)
-    parser.add_argument("--per-user", action="store_true", help="per-device ACL blocks instead of patterns")
-    parser.add_argument("--json", type=Path, default=None)
-    args = parser.parse_args()
-    result = measure(args.devices, per_user=args.per_user)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.json is not None:
-        args.json.write_text(text + "\n")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,9 +1,13 @@
-"""The ingest benchmark's machinery: publisher processes, the run, the JSON result (see `ioc.bench`)."""
+"""`ioc bench ingest`: the end-to-end ingest benchmark (publish → broker → ingest workers → committed rows).
+
+It provisions K devices in a fresh database, runs N ingest worker processes and P publisher processes that
+publish QoS 1 messages of 5 readings as fast as they can (or at a set rate) for S seconds, waits until every
+acknowledged message is committed, and returns one JSON-ready result.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import multiprocessing
 import multiprocessing.queues
@@ -11,23 +15,24 @@ import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from multiprocessing.sharedctypes import Synchronized
 from pathlib import Path
-from typing import Any
+from typing import Any, LiteralString
 
 import psutil
-import psycopg
+from psycopg import sql
 
 from core.settings import Settings
 from devices.catalog import load_catalog
+from devices.provisioning import FleetDevice, provision_fleet
 from devices.schema import migrate_database
 from embedded.runtime import EmbeddedMosquitto
-from ingest.supervisor import IngestSupervisor
-from ioc.commands import ingest_config
-from ioc.services import ServiceUrls, center_services
+from embedded.services import center_services
+from ingest.supervisor import IngestSupervisor, ingest_config
 from protocol.broker_url import BrokerAddress, parse_broker_url
+from store.pool import connect
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -75,7 +80,7 @@ def _publisher_main(  # noqa: PLR0917 - a process target takes positional argume
     committed: Synchronized[int],
     backlog_share: tuple[int, float],
 ) -> None:
-    from ioc.bench_publisher import RawPublisher, run_publisher
+    from bench.publisher import RawPublisher, run_publisher
     from protocol.topics import telemetry_topic
 
     publisher = RawPublisher(broker, client_id=f"bench-pub-{device_ids[0]}", window=PUBLISH_WINDOW)
@@ -117,37 +122,34 @@ def _publisher_main(  # noqa: PLR0917 - a process target takes positional argume
 
 
 def _provision(database_url: str, device_ids: list[str]) -> None:
-    catalog = load_catalog()
-    dtype = catalog.get(BENCH_TYPE)
-    assert dtype is not None
-    with psycopg.connect(database_url) as conn, conn.cursor() as cur:
-        with cur.copy("COPY devices (device_id, type_code, province, sector, name) FROM STDIN") as copy:
-            for d in device_ids:
-                copy.write_row((d, BENCH_TYPE, BENCH_PROVINCE, dtype.sector, "bench meter"))
+    with connect(database_url) as conn:
+        fleet = [FleetDevice(d, BENCH_TYPE, BENCH_PROVINCE, name="bench meter") for d in device_ids]
+        provision_fleet(conn, fleet, catalog=load_catalog(), actor="ioc bench ingest")
         conn.commit()
 
 
 @contextlib.contextmanager
-def _bench_database(urls: ServiceUrls) -> Iterator[str]:
+def _bench_database(server_url: str) -> Iterator[str]:
     """A fresh database on the same server, dropped afterwards."""
-    name = f"bench_{int(time.time())}"
-    base, _, _ = urls.database_url.rpartition("/")
-    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"'.encode())
+    database = f"bench_{int(time.time())}"
+    name = sql.Identifier(database)
+    base, _, _ = server_url.rpartition("/")
+    with connect(f"{base}/postgres", autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
     try:
-        url = f"{base}/{name}"
+        url = f"{base}/{database}"
         migrate_database(url)
         yield url
     finally:
-        with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+        with connect(f"{base}/postgres", autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
 
 
 @contextlib.contextmanager
-def _bench_broker(settings: Settings, urls: ServiceUrls) -> Iterator[tuple[str, Path | None]]:
+def _bench_broker(settings: Settings, configured_url: str) -> Iterator[tuple[str, Path | None]]:
     """The configured broker, or a fresh embedded one (no leftover sessions from other runs) and its config."""
     if settings.mqtt_url is not None:
-        yield urls.mqtt_url, None
+        yield configured_url, None
         return
     root = settings.runtime_dir / "bench" / "mosquitto"
     shutil.rmtree(root, ignore_errors=True)
@@ -247,115 +249,115 @@ def _processes_matching(*needles: str) -> Callable[[], list[psutil.Process]]:
     return find
 
 
-def _count(database_url: str, sql: str) -> int:
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute(sql.encode()).fetchone()
+def _count(database_url: str, query: LiteralString) -> int:
+    with connect(database_url) as conn:
+        row = conn.execute(query).fetchone()
     return int(row[0]) if row else 0
 
 
-def run_ingest_bench(config: IngestBenchConfig, *, json_path: str | None) -> dict[str, Any]:
+def run_ingest_bench(config: IngestBenchConfig, *, settings: Settings) -> dict[str, Any]:
     from rich.console import Console
 
     console = Console(stderr=True)
-    settings = Settings()
     device_ids = [f"bench-{i:06d}" for i in range(config.devices)]
     with (
         center_services(settings) as urls,
-        _bench_database(urls) as database_url,
-        _bench_broker(settings, urls) as (mqtt_url, broker_config),
+        _bench_database(urls.database_url) as database_url,
+        _bench_broker(settings, urls.mqtt_url) as (mqtt_url, broker_config),
     ):
         _provision(database_url, device_ids)
         group = f"bench-{int(time.time())}"
         metrics_dir = settings.runtime_dir / "bench" / "metrics"
-        base = ingest_config(settings, ServiceUrls(database_url=database_url, mqtt_url=mqtt_url))
-        base = type(base)(**{**asdict(base), "client_id": group, "group": group, "broker": parse_broker_url(mqtt_url)})
-        supervisor = IngestSupervisor(base, workers=config.workers, metrics_dir=metrics_dir, log_level="WARNING")
-        supervisor.start()
-        stop_watch = threading.Event()
-        peak_rss = [0.0]
+        base = replace(
+            ingest_config(settings, database_url=database_url, mqtt_url=mqtt_url), client_id=group, group=group
+        )
+        with IngestSupervisor(base, workers=config.workers, metrics_dir=metrics_dir, log_level="WARNING") as supervisor:
+            stop_watch = threading.Event()
+            peak_rss = [0.0]
 
-        def sample_rss() -> None:
-            while not stop_watch.wait(0.5):
-                total = 0.0
-                for pid in supervisor.pids.values():
-                    with contextlib.suppress(psutil.Error, TypeError):
-                        total += psutil.Process(pid).memory_info().rss / 2**20
-                peak_rss[0] = max(peak_rss[0], total)
-                cpu.sample()
+            def sample_rss() -> None:
+                while not stop_watch.wait(0.5):
+                    total = 0.0
+                    for pid in supervisor.pids.values():
+                        with contextlib.suppress(psutil.Error, TypeError):
+                            total += psutil.Process(pid).memory_info().rss / 2**20
+                    peak_rss[0] = max(peak_rss[0], total)
+                    cpu.sample()
 
-        cpu = _CpuMeter()
-        cpu.watch("ingest", lambda: [psutil.Process(p) for p in supervisor.pids.values() if p and psutil.pid_exists(p)])
-        if broker_config is not None:
-            cpu.watch("broker", _processes_matching("mosquitto", str(broker_config)))
-        db_port = urls.database_url.rsplit(":", 1)[1].split("/", 1)[0]
-        cpu.watch("database", _processes_matching("postgres", "-D", f"-p {db_port}"))
-        sampler = threading.Thread(target=sample_rss, daemon=True)
-        sampler.start()
-        try:
-            if not supervisor.wait_ready(60):
-                raise RuntimeError("ingest workers did not subscribe within 60 s")
-            ctx = multiprocessing.get_context("spawn")
-            results: multiprocessing.queues.Queue[PublisherResult] = ctx.Queue()
-            committed: Synchronized[int] = ctx.Value("q", 0)
-
-            def follow_commits() -> None:
-                while not stop_watch.wait(0.1):
-                    committed.value = int(_metric_total(metrics_dir, "ioc_ingest_messages_total"))
-
-            threading.Thread(target=follow_commits, daemon=True).start()
-            start_at = time.time() + 2.0
-            shards = [device_ids[i :: config.publishers] for i in range(config.publishers)]
-            procs = [
-                ctx.Process(
-                    target=_publisher_main,
-                    args=(
-                        parse_broker_url(mqtt_url),
-                        shard,
-                        config.seconds,
-                        config.rate / config.publishers,
-                        start_at,
-                        results,
-                        committed,
-                        (config.backlog_messages, 1.0 / config.publishers),
-                    ),
-                )
-                for shard in shards
-            ]
-            for p in procs:
-                p.start()
-            while time.time() < start_at:
-                time.sleep(0.01)
-            cpu.start()
-            console.print(f"publishing for {config.seconds:g} s with {config.publishers} publishers…")
-            publisher_results = [results.get(timeout=config.seconds + 120) for _ in procs]
-            for p in procs:
-                p.join()
-            published = sum(r.acked for r in publisher_results)
-            attempted = sum(r.published for r in publisher_results)
-            publish_seconds = max(r.seconds for r in publisher_results)
-            expected_rows = published * len(BENCH_METRICS)
-            console.print(f"published {published} messages; waiting for {expected_rows} rows…")
-            stored = 0
-            last_progress = time.monotonic()
-            drain_started = time.monotonic()
-            while time.monotonic() - drain_started < config.drain_timeout_s:
-                now_stored = _count(database_url, "SELECT count(*) FROM readings")
-                if now_stored != stored:
-                    stored, last_progress = now_stored, time.monotonic()
-                if stored >= expected_rows or time.monotonic() - last_progress > NO_PROGRESS_TIMEOUT_S:
-                    break
-                time.sleep(0.5)
-            drain_seconds = time.monotonic() - drain_started
-            cpu_used = cpu.used()
-            distinct = _count(
-                database_url, "SELECT count(*) FROM (SELECT DISTINCT device_id, metric, ts FROM readings) d"
+            cpu = _CpuMeter()
+            cpu.watch(
+                "ingest", lambda: [psutil.Process(p) for p in supervisor.pids.values() if p and psutil.pid_exists(p)]
             )
-            quantiles = _histogram_quantiles(metrics_dir, "ioc_ingest_latency_seconds", (0.5, 0.99))
-            commit_q = _histogram_quantiles(metrics_dir, "ioc_ingest_commit_seconds", (0.5, 0.99))
-            batch_q = _histogram_quantiles(metrics_dir, "ioc_ingest_batch_rows", (0.5,))
-        finally:
-            stop_watch.set()
-            supervisor.stop()
+            if broker_config is not None:
+                cpu.watch("broker", _processes_matching("mosquitto", str(broker_config)))
+            db_port = urls.database_url.rsplit(":", 1)[1].split("/", 1)[0]
+            cpu.watch("database", _processes_matching("postgres", "-D", f"-p {db_port}"))
+            sampler = threading.Thread(target=sample_rss, daemon=True)
+            sampler.start()
+            try:
+                if not supervisor.wait_ready(60):
+                    raise RuntimeError("ingest workers did not subscribe within 60 s")
+                ctx = multiprocessing.get_context("spawn")
+                results: multiprocessing.queues.Queue[PublisherResult] = ctx.Queue()
+                committed: Synchronized[int] = ctx.Value("q", 0)
+
+                def follow_commits() -> None:
+                    while not stop_watch.wait(0.1):
+                        committed.value = int(_metric_total(metrics_dir, "ioc_ingest_messages_total"))
+
+                threading.Thread(target=follow_commits, daemon=True).start()
+                start_at = time.time() + 2.0
+                shards = [device_ids[i :: config.publishers] for i in range(config.publishers)]
+                procs = [
+                    ctx.Process(
+                        target=_publisher_main,
+                        args=(
+                            parse_broker_url(mqtt_url),
+                            shard,
+                            config.seconds,
+                            config.rate / config.publishers,
+                            start_at,
+                            results,
+                            committed,
+                            (config.backlog_messages, 1.0 / config.publishers),
+                        ),
+                    )
+                    for shard in shards
+                ]
+                for p in procs:
+                    p.start()
+                while time.time() < start_at:
+                    time.sleep(0.01)
+                cpu.start()
+                console.print(f"publishing for {config.seconds:g} s with {config.publishers} publishers…")
+                publisher_results = [results.get(timeout=config.seconds + 120) for _ in procs]
+                for p in procs:
+                    p.join()
+                published = sum(r.acked for r in publisher_results)
+                attempted = sum(r.published for r in publisher_results)
+                publish_seconds = max(r.seconds for r in publisher_results)
+                expected_rows = published * len(BENCH_METRICS)
+                console.print(f"published {published} messages; waiting for {expected_rows} rows…")
+                stored = 0
+                last_progress = time.monotonic()
+                drain_started = time.monotonic()
+                while time.monotonic() - drain_started < config.drain_timeout_s:
+                    now_stored = _count(database_url, "SELECT count(*) FROM readings")
+                    if now_stored != stored:
+                        stored, last_progress = now_stored, time.monotonic()
+                    if stored >= expected_rows or time.monotonic() - last_progress > NO_PROGRESS_TIMEOUT_S:
+                        break
+                    time.sleep(0.5)
+                drain_seconds = time.monotonic() - drain_started
+                cpu_used = cpu.used()
+                distinct = _count(
+                    database_url, "SELECT count(*) FROM (SELECT DISTINCT device_id, metric, ts FROM readings) d"
+                )
+                quantiles = _histogram_quantiles(metrics_dir, "ioc_ingest_latency_seconds", (0.5, 0.99))
+                commit_q = _histogram_quantiles(metrics_dir, "ioc_ingest_commit_seconds", (0.5, 0.99))
+                batch_q = _histogram_quantiles(metrics_dir, "ioc_ingest_batch_rows", (0.5,))
+            finally:
+                stop_watch.set()
     result: dict[str, Any] = {
         "published": published,
         "publish_attempted": attempted,
@@ -384,8 +386,4 @@ def run_ingest_bench(config: IngestBenchConfig, *, json_path: str | None) -> dic
         "cpu_s": {**cpu_used, "publishers": round(sum(r.cpu_s for r in publisher_results), 1)},
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    text = json.dumps(result, indent=2)
-    print(text)
-    if json_path:
-        Path(json_path).write_text(text + "\n", encoding="utf-8")
     return result

@@ -1,116 +1,73 @@
-"""The work behind `ioc simulate`: build the fleet from the arguments, run it with a live display, report."""
+"""`ioc simulate`: run a simulated device fleet against a broker, with fault injection and ground-truth labels."""
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import signal
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
-from typing import Final
 
-from core.errors import IocError
 from firmware_sim.clock import Clock, ScaledClock, WallClock
 from firmware_sim.faults import parse_fault_spec
 from firmware_sim.firmware import SimDevice
 from firmware_sim.fleet import FleetConfig, FleetResult, FleetStats, Replay, run_fleet
-from firmware_sim.models import MODELS, TYPE_CODES, model_for
+from firmware_sim.models import TYPE_CODES, model_for
 from firmware_sim.replay import load_series
+from firmware_sim.roster import (
+    DEFAULT_INTERVAL_S,
+    DEFAULT_PROVINCES,
+    SimulateError,
+    apply_credentials,
+    build_devices,
+    read_credentials,
+    write_devices_csv,
+)
 from protocol.broker_url import parse_broker_url
 
-DEFAULT_PROVINCES: Final = (
-    "can-tho",
-    "ho-chi-minh",
-    "ha-noi",
-    "an-giang",
-    "dong-thap",
-    "ca-mau",
-    "vinh-long",
-    "da-nang",
-    "hai-phong",
-    "khanh-hoa",
-)
-DEFAULT_INTERVAL_S: Final = 10.0
 
-
-class SimulateError(IocError):
-    """Arguments of `ioc simulate` that cannot be used."""
-
-
-def build_devices(
-    count: int,
-    *,
-    types: Sequence[str] = TYPE_CODES,
-    provinces: Sequence[str] = DEFAULT_PROVINCES,
-    prefix: str = "sim",
-) -> list[SimDevice]:
-    """`count` devices cycling through `types` and spread over `provinces`; ids like `sim-soil-probe-00042`."""
-    if not types or not provinces:
-        raise SimulateError("need at least one device type and one province")
-    for code in types:
-        if code not in MODELS:
-            raise SimulateError(f"unknown device type {code!r}; known: {', '.join(TYPE_CODES)}")
-    devices = []
-    for i in range(count):
-        code = types[i % len(types)]
-        province = provinces[(i // len(types)) % len(provinces)]
-        devices.append(
-            SimDevice(
-                device_id=f"{prefix}-{code.replace('_', '-')}-{i:05d}",
-                type_code=code,
-                province=province,
-                sector=model_for(code).sector,
-            )
-        )
-    return devices
-
-
-def read_credentials(path: Path) -> list[tuple[str, str, str | None, str | None, str | None]]:
-    """Rows of device_id,password[,province,sector,type]; a header row starting with device_id is skipped."""
-    rows = []
-    with path.open(newline="", encoding="utf-8") as fh:
-        for row in csv.reader(fh):
-            if not row or row[0].strip().lower() in ("device_id", "") or row[0].startswith("#"):
-                continue
-            if len(row) < 2:
-                raise SimulateError(f"{path}: each row needs device_id,password")
-            extra = [c.strip() or None for c in row[2:5]] + [None] * (3 - len(row[2:5]))
-            rows.append((row[0].strip(), row[1].strip(), extra[0], extra[1], extra[2]))
-    return rows
-
-
-def apply_credentials(
-    devices: list[SimDevice], rows: Sequence[tuple[str, str, str | None, str | None, str | None]]
-) -> list[SimDevice]:
-    """Passwords onto generated devices by id; rows with province, sector and type define devices themselves."""
-    full = [r for r in rows if r[2] and r[3] and r[4]]
-    if full:
-        out = []
-        for device_id, password, province, sector, type_code in full:
-            assert province is not None and sector is not None and type_code is not None
-            if type_code not in MODELS:
-                raise SimulateError(f"credentials: unknown device type {type_code!r} for {device_id}")
-            out.append(SimDevice(device_id, type_code, province, sector, password))
-        return out
-    passwords = {r[0]: r[1] for r in rows}
-    return [
-        SimDevice(d.device_id, d.type_code, d.province, d.sector, passwords.get(d.device_id, d.password))
-        for d in devices
-    ]
-
-
-def write_devices_csv(path: Path, devices: Sequence[SimDevice]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["device_id", "password", "province", "sector", "type"])
-        for d in devices:
-            writer.writerow([d.device_id, d.password or "", d.province, d.sector, d.type_code])
+def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sim = subparsers.add_parser(
+        "simulate",
+        help="run a simulated device fleet against a broker",
+        description="Simulated devices with plausible physics publish telemetry over MQTT, each on its own "
+        "connection; faults are injected at random and labelled in a JSONL file.",
+    )
+    sim.add_argument("--broker", default=None, help="mqtt://host:port (default: IOC_MQTT_URL)")
+    sim.add_argument("--devices", type=int, default=100, help="number of devices (default 100)")
+    sim.add_argument("--types", default="", help="comma-separated device type codes (default: all 15)")
+    sim.add_argument("--province", default="", help="comma-separated province codes (default: a spread)")
+    sim.add_argument("--prefix", default="sim", help="device id prefix (default: sim)")
+    timing = sim.add_mutually_exclusive_group()
+    timing.add_argument("--interval", type=float, default=None, help="seconds between reports of a device (10)")
+    timing.add_argument("--rate", type=float, default=None, help="messages per second of the whole fleet")
+    timing.add_argument("--type-intervals", action="store_true", help="each type's catalogue report interval")
+    sim.add_argument("--duration", type=float, default=60.0, help="seconds to run (default 60; 0 = until Ctrl-C)")
+    sim.add_argument("--faults", default="", help='e.g. "spike:0.01,stuck:0.005,offline:0.001" or a JSON file')
+    sim.add_argument("--labels", default=None, help="write fault labels here (JSONL)")
+    sim.add_argument("--seed", type=int, default=0)
+    sim.add_argument("--start", default=None, help="simulated start time (ISO 8601) instead of now")
+    sim.add_argument("--speed", type=float, default=1.0, help="simulated seconds per real second (default 1)")
+    sim.add_argument("--credentials", default=None, help="CSV device_id,password[,province,sector,type]")
+    sim.add_argument("--replay", default=None, help="CSV to stream as one device's metric (e.g. a NAB series)")
+    sim.add_argument("--replay-column", default="value", help="value column of the replayed CSV")
+    sim.add_argument("--replay-time-column", default="timestamp", help="time column of the replayed CSV")
+    sim.add_argument("--replay-type", default="traffic_counter", help="device type of the replaying device")
+    sim.add_argument("--replay-metric", default=None, help="metric to replay as (default: the type's first)")
+    sim.add_argument("--replay-device", default=None, help="device id of the replaying device")
+    sim.add_argument("--replay-speed", type=float, default=60.0, help="recorded seconds per second (default 60)")
+    sim.add_argument("--buffer-dir", default=None, help="folder of the store-and-forward buffer (default: temp)")
+    sim.add_argument("--buffer-max", type=int, default=10_000, help="buffered messages per device at most")
+    sim.add_argument("--connect-rate", type=float, default=500.0, help="new connections per second")
+    sim.add_argument("--export-devices", default=None, help="write the fleet as CSV (for registration) and exit")
+    sim.add_argument("--json", default=None, help="write the final stats here")
+    sim.add_argument("--quiet", action="store_true", help="no live progress display")
+    sim.set_defaults(func=simulate)
 
 
 def _split(text: str) -> list[str]:

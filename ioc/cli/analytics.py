@@ -1,32 +1,22 @@
-"""The analytics subcommands of the `ioc` CLI: `detect` (CSV in, scores out) and `eval nab`.
-
-Start-up matters for `detect`: it needs only the standard library, so numpy, rich and scikit-learn are
-imported inside the commands that use them.
-"""
+"""`ioc detect`, `ioc eval nab` and `ioc analytics run|evaluate`: the detector on files, and the live job."""
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import logging
-import math
 import sys
+import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from core.settings import Settings
 
 if TYPE_CHECKING:
     from analytics.nab import NabResult
 
 _LOGGER = logging.getLogger(__name__)
-
-_EPOCH_MS_MIN = 1e11  # numeric timestamps above this are milliseconds (1e11 s is the year 5138)
-
-
-class InputError(ValueError):
-    """The input file cannot be used as asked."""
 
 
 def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -58,67 +48,24 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     nab.set_defaults(func=run_eval_nab)
 
-
-def _parse_time(text: str) -> float:
-    """Epoch seconds of an ISO-8601 timestamp or of epoch seconds / milliseconds."""
-    stripped = text.strip()
-    try:
-        number = float(stripped)
-    except ValueError:
-        pass
-    else:
-        return number / 1000.0 if abs(number) >= _EPOCH_MS_MIN else number
-    try:
-        moment = datetime.fromisoformat(stripped)
-    except ValueError as exc:
-        raise InputError(f"unparseable timestamp {text!r}") from exc
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
-
-
-def _parse_value(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        return math.nan
-    return value if math.isfinite(value) else math.nan
-
-
-def detect_csv(*, source: Path, target: Path, time_column: str, sep: str = ",") -> int:
-    """Score `source` into `target`; returns the number of rows written."""
-    from analytics.detectors.univariate import UnivariateDetector
-
-    with source.open(newline="", encoding="utf-8") as handle:
-        reader = csv.reader(handle, delimiter=sep)
-        header = next(reader, None)
-        if header is None:
-            raise InputError(f"{source}: empty file")
-        if time_column not in header:
-            raise InputError(f"{source}: no column {time_column!r} (columns: {', '.join(header)})")
-        time_at = header.index(time_column)
-        rows = [row for row in reader if row]
-    value_columns = [i for i in range(len(header)) if i != time_at]
-    # Columns with no numeric cell at all (labels, ids) are not metrics.
-    numeric = [i for i in value_columns if any(i < len(r) and not math.isnan(_parse_value(r[i])) for r in rows)]
-    detectors = [UnivariateDetector() for _ in numeric]
-    threshold = detectors[0].threshold if detectors else 1.0
-    with target.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["timestamp", "anomaly_score", "is_anomaly"])
-        for row in rows:
-            stamp = row[time_at] if time_at < len(row) else ""
-            t = _parse_time(stamp)
-            score = 0.0
-            for detector, column in zip(detectors, numeric, strict=True):
-                value = _parse_value(row[column]) if column < len(row) else math.nan
-                score = max(score, detector.update(t, value))
-            writer.writerow([stamp, repr(score), int(score >= threshold)])
-    return len(rows)
+    group = subparsers.add_parser("analytics", help="the streaming anomaly and alarm job")
+    group_sub = group.add_subparsers(dest="analytics_command", required=True)
+    run = group_sub.add_parser("run", help="run the streaming job: readings → anomalies → alarms → notifications")
+    run.add_argument("--name", default="analytics", help="job name (its watermark and saved state)")
+    run.set_defaults(func=cmd_run)
+    evaluate = group_sub.add_parser(
+        "evaluate", help="precision, recall and detection delay per fault kind against a labels JSONL file"
+    )
+    evaluate.add_argument("--labels", type=Path, required=True, help="JSONL: device, metric, kind, start, end")
+    evaluate.add_argument("--json", type=Path, default=None, help="write the report here")
+    evaluate.add_argument("--tolerance-s", type=float, default=None, help="detections this late still count")
+    evaluate.set_defaults(func=cmd_evaluate)
 
 
 def run_detect(args: argparse.Namespace) -> int:
     """`ioc detect INPUT.csv --time-column COL --out OUT.csv [--sep ,]`."""
+    from analytics.csv_detect import InputError, detect_csv
+
     try:
         written = detect_csv(source=args.input, target=args.out, time_column=args.time_column, sep=args.sep)
     except (OSError, InputError) as exc:
@@ -126,47 +73,6 @@ def run_detect(args: argparse.Namespace) -> int:
         return 2
     print(f"scored {written} rows into {args.out}")
     return 0
-
-
-def nab_result_json(result: NabResult, *, detector: str, seconds: float, detect_seconds: float | None) -> Any:
-    """The JSON document of `ioc eval nab`."""
-    document: dict[str, Any] = {"detector": detector}
-    for name, profile in result.profiles.items():
-        document[name] = profile.normalized_score
-    document["thresholds"] = {name: p.threshold for name, p in result.profiles.items()}
-    document["profiles"] = {
-        name: {
-            "score": p.normalized_score,
-            "raw_score": p.raw_score,
-            "null_score": p.null_score,
-            "perfect_score": p.perfect_score,
-            "threshold": p.threshold,
-            "detected_windows": p.detected_windows,
-            "windows": p.windows,
-            "false_positives": p.false_positives,
-        }
-        for name, p in result.profiles.items()
-    }
-    document["categories"] = {
-        name: {
-            c.category: {
-                "score": c.normalized_score,
-                "raw_score": c.raw_score,
-                "files": c.files,
-                "windows": c.windows,
-                "detected_windows": c.detected_windows,
-                "false_positives": c.false_positives,
-            }
-            for c in p.categories
-        }
-        for name, p in result.profiles.items()
-    }
-    document["points"] = result.points
-    document["seconds"] = seconds
-    if detect_seconds is not None:
-        document["detect_seconds"] = detect_seconds
-        document["points_per_second"] = result.points / detect_seconds if detect_seconds > 0 else None
-    return document
 
 
 _SHORT_PROFILE = {"standard": "std", "reward_low_FP_rate": "lowFP", "reward_low_FN_rate": "lowFN"}
@@ -209,6 +115,7 @@ def _print_table(result: NabResult, *, title: str) -> None:
 def run_eval_nab(args: argparse.Namespace) -> int:
     """`ioc eval nab --data DIR --json FILE [--scores RESULTS_DIR]`."""
     from analytics.nab import score_detector
+    from analytics.nab_eval import detect_corpus, nab_result_json
     from analytics.nab_io import NabDataError, load_corpus, load_result_scores
 
     started = time.perf_counter()
@@ -218,8 +125,6 @@ def run_eval_nab(args: argparse.Namespace) -> int:
             scores = load_result_scores(args.scores, corpus)
             detector, detect_seconds = args.scores.name, None
         else:
-            from analytics.nab_eval import detect_corpus
-
             run = detect_corpus(corpus)
             scores, detector, detect_seconds = run.scores_by_file, "ioc", run.detect_seconds
         result = score_detector(corpus, scores)
@@ -235,4 +140,39 @@ def run_eval_nab(args: argparse.Namespace) -> int:
         return 2
     _print_table(result, title=f"NAB scores of {detector} ({result.points} points, {seconds:.1f} s)")
     _LOGGER.info("NAB result written to %s", args.json)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """`ioc analytics run`: the streaming job in the foreground until Ctrl-C."""
+    from analytics.runner import run_job
+    from devices.schema import migrate_database
+    from embedded.services import center_services
+
+    settings = Settings()
+    with center_services(settings) as urls:
+        migrate_database(urls.database_url)
+        print(f"analytics job {args.name} running against {urls.mqtt_url} (Ctrl-C stops it)", flush=True)
+        stop = threading.Event()
+        try:
+            run_job(settings, stop, database_url=urls.database_url, mqtt_url=urls.mqtt_url, name=args.name)
+        except KeyboardInterrupt:
+            stop.set()
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """`ioc analytics evaluate --labels FILE`: the stored alarms scored against fault labels."""
+    from analytics.e2e import DEFAULT_TOLERANCE_S, evaluate_labels, format_report
+    from embedded.services import center_services
+    from store.pool import connect
+
+    with center_services(Settings()) as urls, connect(urls.database_url) as conn:
+        report = evaluate_labels(
+            conn, args.labels, tolerance_s=args.tolerance_s if args.tolerance_s is not None else DEFAULT_TOLERANCE_S
+        )
+    print(format_report(report))
+    if args.json is not None:
+        args.json.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        print(f"report written to {args.json}")
     return 0

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from core.settings import Settings
 from devices.access import BrokerAccessTarget
-from embedded.runtime import EmbeddedMosquitto, EmbeddedPostgres
+from embedded.runtime import EmbeddedMosquitto, EmbeddedPostgres, find_free_port
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -49,16 +50,11 @@ def center_services(settings: Settings) -> Iterator[ServiceUrls]:
 
 def _sticky_port(settings: Settings, service: str) -> int | None:
     """The port a service used last time, so clients with persistent sessions find it again."""
-    from embedded.runtime import find_free_port
-
     path = settings.runtime_dir / f"{service}.port"
     if path.exists():
         port = int(path.read_text().strip())
-        with contextlib.suppress(OSError):
-            import socket
-
-            with socket.socket() as sock:
-                sock.bind(("127.0.0.1", port))
+        with contextlib.suppress(OSError), socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))  # still free: take it again
             return port
     settings.runtime_dir.mkdir(parents=True, exist_ok=True)
     port = find_free_port()

@@ -1,29 +1,29 @@
-"""`ioc analytics e2e`: a simulated fleet with injected faults against a private center, scored against the
+"""`ioc bench detection`: a simulated fleet with injected faults against a private center, scored against the
 simulator's fault labels (precision, recall, detection delay per fault kind; alarm latency from arrival).
 
-This is command wiring, like `ioc demo`: in a fresh runtime folder it starts embedded PostgreSQL and Mosquitto
-(with device credentials), ingest workers, the analytics job and the fleet, so it reaches into `ingest`,
-`firmware_sim` and `ioc` inside functions; the scoring is `analytics.e2e`. The fleet runs on a scaled clock
+In a fresh runtime folder it starts embedded PostgreSQL and Mosquitto (with device credentials), ingest workers,
+the analytics job and the fleet; the scoring is `analytics.e2e`. The fleet runs on a scaled clock
 that starts `hours` in the past, so it ends about now (ingest refuses readings from the future); the job's
 clock is the same scaled clock, and silence is judged on reading time (`AnalyticsJob._silence_now`).
 """
 
 from __future__ import annotations
 
-import contextlib
+import dataclasses
 import logging
 import shutil
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Final, Literal
+from typing import TYPE_CHECKING, Final, Literal, LiteralString
 
 from analytics.alarm_policy import DEFAULT_POLICY, DetectorAlarmPolicy
 from analytics.e2e import DEFAULT_TOLERANCE_S
+from core.lifecycle import running_in_thread
 
 if TYPE_CHECKING:
+    from rich.console import Group
+
     from analytics.job import AnalyticsJob
     from core.settings import Settings
     from firmware_sim.firmware import SimDevice
@@ -70,40 +70,27 @@ class RunProgress:
 
 def _provision(database_url: str, devices: list[SimDevice]) -> list[SimDevice]:
     """Register the fleet and give each device a secret (the broker only lets registered devices in)."""
-    import dataclasses
-
     from devices.catalog import load_catalog
-    from devices.provisioning import rotate_secret
-    from devices.registry import create_device
+    from devices.provisioning import FleetDevice, provision_fleet
     from store.pool import connect
 
-    catalog = load_catalog()
     with connect(database_url) as conn:
-        for d in devices:
-            create_device(conn, device_id=d.device_id, type_code=d.type_code, province=d.province, catalog=catalog)
-        secured = [dataclasses.replace(d, password=rotate_secret(conn, d.device_id, actor="ioc e2e")) for d in devices]
+        secrets = provision_fleet(
+            conn,
+            [FleetDevice(d.device_id, d.type_code, d.province) for d in devices],
+            catalog=load_catalog(),
+            actor="ioc bench detection",
+        )
         conn.commit()
-    return secured
+    return [dataclasses.replace(d, password=secrets[d.device_id]) for d in devices]
 
 
-def _scalar(database_url: str, sql: str) -> int:
+def _scalar(database_url: str, query: LiteralString) -> int:
     from store.pool import connect
 
     with connect(database_url) as conn:
-        row = conn.execute(sql.encode()).fetchone()
+        row = conn.execute(query).fetchone()
     return 0 if row is None or row[0] is None else int(row[0])
-
-
-@contextlib.contextmanager
-def _job_running(job: AnalyticsJob) -> Iterator[None]:
-    stop = threading.Event()
-    thread = threading.Thread(target=job.run, args=(stop,), name="e2e-analytics", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=60)
 
 
 def _wait_drained(database_url: str, job: AnalyticsJob, *, expected_rows: int, progress: RunProgress) -> int:
@@ -139,19 +126,18 @@ def run_fleet_evaluation(
 ) -> dict[str, object]:
     """Run everything in `root` (wiped first, removed after unless `keep`) and return the report."""
     from analytics.e2e import evaluate_labels
-    from analytics.job import AnalyticsJob, JobConfig
+    from analytics.job import AnalyticsJob
     from analytics.notify import Notifier
+    from analytics.scoring import JobConfig
     from devices.access import sync_broker_access
     from devices.catalog import load_catalog
     from devices.schema import migrate_database
     from embedded.runtime import EmbeddedMosquitto, EmbeddedPostgres
-    from firmware_sim.cli import build_devices
     from firmware_sim.clock import ScaledClock
     from firmware_sim.faults import parse_fault_spec
     from firmware_sim.fleet import FleetConfig, FleetStats, run_fleet
-    from ingest.supervisor import IngestSupervisor
-    from ioc.commands import ingest_config
-    from ioc.services import ServiceUrls
+    from firmware_sim.roster import build_devices
+    from ingest.supervisor import IngestSupervisor, ingest_config
     from protocol.broker_url import parse_broker_url
     from store.pool import connect, open_pool
 
@@ -169,18 +155,12 @@ def run_fleet_evaluation(
             devices = _provision(pg.url, build_devices(run.devices, prefix="e2e"))
             with connect(pg.url) as conn:
                 sync_broker_access(conn, mq.access_target())
-            urls = ServiceUrls(database_url=pg.url, mqtt_url=mq.url, broker_access=mq.access_target())
-            supervisor = IngestSupervisor(
-                ingest_config(settings, urls),
+            with IngestSupervisor(
+                ingest_config(settings, database_url=pg.url, mqtt_url=mq.url),
                 workers=settings.ingest_workers,
                 metrics_dir=root / "metrics",
                 log_level="WARNING",
-            )
-            supervisor.start()
-            watch_stop = threading.Event()
-            watcher = threading.Thread(target=supervisor.watch, args=(watch_stop,), name="e2e-ingest", daemon=True)
-            watcher.start()
-            try:
+            ) as supervisor:
                 if not supervisor.wait_ready(READY_TIMEOUT_S):
                     _LOGGER.warning("e2e: ingest workers not subscribed after %.0f s", READY_TIMEOUT_S)
                 # The simulation starts `hours` ago and catches up with the present as it ends.
@@ -207,7 +187,7 @@ def run_fleet_evaluation(
                         silence_on_reading_time=simulated,
                     )
                     job.restore()
-                    with _job_running(job):
+                    with running_in_thread(job.run, name="e2e-analytics", join_timeout_s=60):
                         progress.phase = "simulating"
                         sim_start = clock.now()
 
@@ -243,10 +223,6 @@ def run_fleet_evaluation(
                         for k, v in conn.execute("SELECT kind, count(*) FROM alarms GROUP BY kind").fetchall()
                     }
                     anomalies = conn.execute("SELECT count(*) FROM anomalies").fetchone()
-            finally:
-                watch_stop.set()
-                watcher.join()
-                supervisor.stop()
         if labels_out is not None:
             labels_out.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(labels_path, labels_out)
@@ -267,3 +243,54 @@ def run_fleet_evaluation(
         "faults_injected": dict(result.stats.faults),
     }
     return report
+
+
+def render_report(report: dict[str, object]) -> Group:
+    """The report as a rich table: per fault kind, overall, then alarm latency."""
+    from rich.console import Group
+    from rich.table import Table
+
+    def num(value: object, pattern: str = "{:.2f}") -> str:
+        return "-" if value is None else pattern.format(value)
+
+    run = report.get("run", {})
+    assert isinstance(run, dict)
+    table = Table(
+        title=f"fleet e2e: {run.get('devices')} devices, {run.get('hours')} h simulated at {run.get('speed')}x, "
+        f"seed {run.get('seed')}"
+    )
+    for name in ("fault kind", "labels", "detected", "recall", "precision", "median delay s", "first found by"):
+        table.add_column(name, justify="left" if name in ("fault kind", "first found by") else "right")
+    per_kind = report["per_kind"]
+    assert isinstance(per_kind, dict)
+    for kind, row in per_kind.items():
+        by = ", ".join(f"{k} {v}" for k, v in sorted(row["first_detected_by"].items()))
+        table.add_row(
+            kind,
+            str(row["labels"]),
+            str(row["detected"]),
+            num(row["recall"]),
+            num(row["precision"]),
+            num(row["median_delay_s"], "{:.0f}"),
+            by,
+        )
+    table.add_section()
+    table.add_row(
+        "all",
+        str(report["labels"]),
+        "",
+        num(report["recall"]),
+        num(report["precision"]),
+        num(report["median_delay_s"], "{:.0f}"),
+        f"{report['alarms']} alarms",
+    )
+    latency = report["alarm_latency_s"]
+    assert isinstance(latency, dict)
+    lines: list[Table | str] = [
+        table,
+        f"alarm latency (reading arrival → alarm, wall time): median {num(latency['median'], '{:.2f}')} s, "
+        f"p95 {num(latency['p95'], '{:.2f}')} s, max {num(latency['max'], '{:.2f}')} s over {latency['count']} alarms",
+        f"alarms by source {run.get('alarms_by_source')}, anomalies recorded {run.get('anomalies')}, "
+        f"wall {run.get('wall_s')} s",
+    ]
+    return Group(*lines)

@@ -11,6 +11,8 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+from core.settings import Settings
+
 
 def _add(sub: Any, name: str, help_text: str) -> argparse.ArgumentParser:
     parser: argparse.ArgumentParser = sub.add_parser(name, help=help_text)
@@ -81,9 +83,8 @@ ACTOR = "cli"
 @contextlib.contextmanager
 def _database() -> Iterator[Any]:
     """A connection to the configured database, to the running embedded one, or to one started for this call."""
-    from core.settings import Settings
     from devices.schema import migrate_database
-    from ioc.services import center_services
+    from embedded.services import center_services
     from store.pool import connect
 
     settings = Settings()

@@ -1,0 +1,90 @@
+"""Process wiring of the center: the parts `ioc up` and `ioc demo` run side by side, each a context manager."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import random
+import socket
+from collections.abc import Iterator
+
+from analytics.runner import run_job
+from core.lifecycle import running_in_thread
+from core.settings import Settings
+from devices.catalog import Catalog
+from devices.monitor import DeviceMonitor, MonitorConfig
+from devices.provinces import load_provinces
+from embedded.services import ServiceUrls
+from firmware_sim.firmware import SimDevice
+from ingest.supervisor import IngestSupervisor, ingest_config
+from protocol.broker_url import parse_broker_url
+
+
+def free_or(port: int) -> int:
+    """`port` when it is free, else any free port (the demo must start even where 8000 is taken)."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def ingest_running(settings: Settings, urls: ServiceUrls, *, workers: int) -> IngestSupervisor:
+    """The ingest workers and their watcher, for a `with` block."""
+    return IngestSupervisor(
+        ingest_config(settings, database_url=urls.database_url, mqtt_url=urls.mqtt_url),
+        workers=workers,
+        metrics_dir=settings.runtime_dir / "metrics",
+        log_level=settings.log_level,
+    )
+
+
+@contextlib.contextmanager
+def monitor_running(urls: ServiceUrls) -> Iterator[DeviceMonitor]:
+    """Device status, command acks and timeouts, and the broker's access files kept in sync with the registry."""
+    monitor = DeviceMonitor(
+        MonitorConfig(database_url=urls.database_url, broker=parse_broker_url(urls.mqtt_url), access=urls.broker_access)
+    )
+    with running_in_thread(monitor.run, name="device-monitor"):
+        yield monitor
+
+
+def analytics_running(settings: Settings, urls: ServiceUrls) -> contextlib.AbstractContextManager[object]:
+    """The streaming job on a thread of this process, with its own pool and MQTT client."""
+    job = functools.partial(run_job, settings, database_url=urls.database_url, mqtt_url=urls.mqtt_url)
+    return running_in_thread(job, name="analytics-job")
+
+
+def serve_api(settings: Settings, urls: ServiceUrls, *, host: str, port: int, banner: str = "") -> None:
+    """The HTTP API in this thread until interrupted."""
+    import uvicorn
+
+    from api.app import create_app
+
+    app = create_app(
+        settings, database_url=urls.database_url, metrics_dir=settings.runtime_dir / "metrics", mqtt_url=urls.mqtt_url
+    )
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    if banner:
+        print(banner, flush=True)
+    server.run()
+
+
+def demo_fleet(catalog: Catalog, *, count: int, seed: int) -> list[SimDevice]:
+    """`count` devices spread over the catalog's types and a few provinces, deterministic for a seed."""
+    rng = random.Random(seed)
+    provinces = sorted(load_provinces())
+    types = sorted(catalog.types.values(), key=lambda t: t.code)
+    fleet = []
+    for i in range(count):
+        dtype = types[i % len(types)]
+        fleet.append(
+            SimDevice(
+                device_id=f"demo-{dtype.code.replace('_', '-')}-{i:03d}",
+                type_code=dtype.code,
+                province=rng.choice(provinces),
+                sector=dtype.sector,
+            )
+        )
+    return fleet

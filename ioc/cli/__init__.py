@@ -1,0 +1,54 @@
+"""The `ioc` command line: one parser, a module per command group; each handler builds Settings and wires parts."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
+
+from core.errors import IocError
+from core.settings import Settings
+from ioc.cli import analytics, bench, center, devices, simulate
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _version() -> str:
+    try:
+        return version("ioc")
+    except PackageNotFoundError:  # running from a checkout that was never installed
+        return "unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ioc", description="IoT telemetry ingestion and monitoring center")
+    parser.add_argument("--version", action="version", version=f"ioc {_version()}")
+    parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING (default: IOC_LOG_LEVEL or INFO)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for group in (center, devices, simulate, analytics, bench):
+        group.add_parsers(sub)
+    return parser
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level or Settings().log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    handler: Handler = args.func
+    # SIGTERM (systemd, docker, `timeout`) shuts down like Ctrl-C: embedded services are stopped on the way out.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        return handler(args)
+    except IocError as exc:
+        print(f"ioc: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,226 @@
+"""`ioc bench …`: the benchmarks and evaluation harnesses of `bench/`, each with a JSON result."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from core.settings import Settings
+
+if TYPE_CHECKING:
+    from analytics.alarm_policy import DetectorAlarmPolicy
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    bench = sub.add_parser("bench", help="benchmarks with JSON results")
+    bench_sub = bench.add_subparsers(dest="bench_command", required=True)
+    ingest = bench_sub.add_parser("ingest", help="end-to-end ingest benchmark")
+    ingest.add_argument("--seconds", type=float, default=60.0, help="how long to publish")
+    ingest.add_argument("--json", dest="json_path", type=Path, default=None, help="write the result here")
+    ingest.add_argument("--workers", type=int, default=2, help="ingest worker processes")
+    ingest.add_argument("--publishers", type=int, default=2, help="load-generator processes")
+    ingest.add_argument("--devices", type=int, default=1000, help="devices to provision and publish as")
+    ingest.add_argument("--rate", type=float, default=0.0, help="messages/s in total; 0 = as fast as possible")
+    ingest.add_argument("--drain-timeout", type=float, default=120.0, help="give up waiting for commits after this")
+    ingest.set_defaults(func=cmd_ingest_bench)
+
+    detection = bench_sub.add_parser(
+        "detection",
+        help="a simulated fleet with injected faults through a private center, scored per fault kind",
+        description="Starts embedded PostgreSQL and Mosquitto in a fresh runtime folder, ingest, the analytics job "
+        "and a simulated fleet on a sped-up clock; then scores the alarms against the fleet's fault labels: "
+        "precision, recall and median detection delay per fault kind, and alarm latency (arrival → alarm).",
+    )
+    detection.add_argument("--devices", type=int, default=60)
+    detection.add_argument("--hours", type=float, default=4.0, help="simulated hours")
+    detection.add_argument("--speed", type=float, default=240.0, help="simulated seconds per real second")
+    detection.add_argument("--interval", type=float, default=10.0, help="report interval of every device, seconds")
+    detection.add_argument("--faults", default=None, help="fault spec as for `ioc simulate --faults` (default: a mix)")
+    detection.add_argument("--seed", type=int, default=1)
+    detection.add_argument("--json", type=Path, default=None, help="write the report here")
+    detection.add_argument("--labels-out", type=Path, default=None, help="keep the fault labels (JSONL) here")
+    detection.add_argument("--tolerance-s", type=float, default=None, help="detections this late still count")
+    detection.add_argument(
+        "--runtime-dir", type=Path, default=None, help="default: a fresh folder under the runtime dir"
+    )
+    detection.add_argument("--keep", action="store_true", help="keep the runtime folder (database, broker log, labels)")
+    policy = detection.add_argument_group("detector alarm policy (default: the IOC_DETECTOR_ALARM_* settings)")
+    policy.add_argument("--every-anomaly", action="store_true", help="every detector anomaly raises (no policy)")
+    policy.add_argument("--learn-points", type=int, default=None)
+    policy.add_argument("--high-score", type=float, default=None)
+    policy.add_argument("--persist", default=None, metavar="K/M", help="K anomalous points within the last M")
+    policy.add_argument("--device-gap-s", type=float, default=None)
+    detection.add_argument(
+        "--job-clock",
+        choices=("simulation", "wall"),
+        default="simulation",
+        help="wall: the job ignores the simulation's clock (to compare with the behaviour before)",
+    )
+    detection.set_defaults(func=cmd_detection_bench)
+
+    analytics = bench_sub.add_parser(
+        "analytics", help="readings per second through the analytics job's scoring (detector + rules), no database"
+    )
+    analytics.add_argument("--devices", type=int, default=2000, help="simulated vaccine fridges (5 metrics each)")
+    analytics.add_argument("--points", type=int, default=100, help="readings per device and metric")
+    analytics.add_argument("--json", type=Path, default=None, help="write the result here")
+    analytics.set_defaults(func=cmd_analytics_bench)
+
+    access = bench_sub.add_parser(
+        "access", help="broker access control: start-up, reload and cut-off of a removed device, for N devices"
+    )
+    access.add_argument("--devices", type=int, default=100_000, help="devices in the password file")
+    access.add_argument("--per-user", action="store_true", help="per-device ACL blocks instead of %%u patterns")
+    access.add_argument("--json", type=Path, default=None, help="write the result here")
+    access.set_defaults(func=cmd_access_bench)
+
+    fleet = bench_sub.add_parser(
+        "fleet", help="N simulated devices on their own connections through a private center, every message accounted"
+    )
+    fleet.add_argument("--devices", type=int, default=10_000, help="simulated devices")
+    fleet.add_argument("--interval", type=float, default=10.0, help="seconds between a device's reports")
+    fleet.add_argument("--duration", type=float, default=300.0, help="seconds to simulate")
+    fleet.add_argument("--faults", default="malformed:0.0005,duplicate:0.001", help="as for `ioc simulate --faults`")
+    fleet.add_argument("--workers", type=int, default=2, help="ingest worker processes")
+    fleet.add_argument("--json", type=Path, default=None, help="write the result here")
+    fleet.set_defaults(func=cmd_fleet_bench)
+
+
+def _e2e_policy(args: argparse.Namespace, settings: Settings) -> DetectorAlarmPolicy:
+    import dataclasses
+
+    from analytics.alarm_policy import EVERY_ANOMALY
+    from analytics.runner import detector_policy
+
+    if args.every_anomaly:
+        return EVERY_ANOMALY
+    policy = detector_policy(settings)
+    changes: dict[str, object] = {}
+    if args.learn_points is not None:
+        changes["learn_points"] = args.learn_points
+    if args.high_score is not None:
+        changes["high_score"] = args.high_score
+    if args.device_gap_s is not None:
+        changes["device_gap_s"] = args.device_gap_s
+    if args.persist is not None:
+        k, _, m = args.persist.partition("/")
+        changes["persist_points"], changes["persist_window"] = int(k), int(m or k)
+    return dataclasses.replace(policy, **changes)  # type: ignore[arg-type]
+
+
+def cmd_detection_bench(args: argparse.Namespace) -> int:
+    import os
+
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from analytics.e2e import DEFAULT_TOLERANCE_S
+    from bench.detection import DEFAULT_FAULTS, FleetRun, RunProgress, render_report, run_fleet_evaluation
+
+    settings = Settings()
+    try:
+        run = FleetRun(
+            devices=args.devices,
+            hours=args.hours,
+            speed=args.speed,
+            interval_s=args.interval,
+            faults=DEFAULT_FAULTS if args.faults is None else args.faults,
+            seed=args.seed,
+            policy=_e2e_policy(args, settings),
+            job_clock=args.job_clock,
+            tolerance_s=DEFAULT_TOLERANCE_S if args.tolerance_s is None else args.tolerance_s,
+        )
+    except ValueError as exc:
+        raise SystemExit(f"ioc bench detection: {exc}") from exc
+    root = args.runtime_dir or settings.runtime_dir / f"e2e-{os.getpid()}"
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=120)  # the table stays readable in a log or a pipe
+    state = RunProgress()
+    result: dict[str, object] = {}
+
+    def work() -> None:
+        result.update(
+            run_fleet_evaluation(
+                run, settings=settings, root=root, labels_out=args.labels_out, progress=state, keep=args.keep
+            )
+        )
+
+    worker = threading.Thread(target=work, name="e2e", daemon=True)
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("starting", total=1.0)
+        worker.start()
+        while worker.is_alive():
+            worker.join(0.25)
+            notes = " ".join(f"{k} {v}" for k, v in state.notes.items())
+            bar.update(task, completed=state.done, description=f"{state.phase} {notes}".strip())
+    if not result:
+        return 1
+    console.print(render_report(result))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        console.print(f"report written to {args.json}")
+    return 0
+
+
+def cmd_ingest_bench(args: argparse.Namespace) -> int:
+    from bench.ingest import IngestBenchConfig, run_ingest_bench
+
+    config = IngestBenchConfig(
+        seconds=args.seconds,
+        workers=args.workers,
+        publishers=args.publishers,
+        devices=args.devices,
+        rate=args.rate,
+        drain_timeout_s=args.drain_timeout,
+    )
+    result = run_ingest_bench(config, settings=Settings())
+    _write_json(result, args.json_path)
+    return 0 if result["lost"] == 0 and result["duplicates"] == 0 else 1
+
+
+def _write_json(result: object, path: Path | None) -> None:
+    text = json.dumps(result, indent=2)
+    print(text)
+    if path is not None:
+        path.write_text(text + "\n", encoding="utf-8")
+
+
+def cmd_analytics_bench(args: argparse.Namespace) -> int:
+    from bench.analytics_job import bench_scoring
+
+    _write_json(bench_scoring(devices=args.devices, points=args.points), args.json)
+    return 0
+
+
+def cmd_access_bench(args: argparse.Namespace) -> int:
+    from bench.broker_access import measure
+
+    _write_json(measure(args.devices, per_user=args.per_user), args.json)
+    return 0
+
+
+def cmd_fleet_bench(args: argparse.Namespace) -> int:
+    from bench.fleet import run_fleet_bench
+
+    result = run_fleet_bench(
+        devices=args.devices,
+        interval_s=args.interval,
+        duration_s=args.duration,
+        faults=args.faults,
+        workers=args.workers,
+        runtime_dir=Settings().runtime_dir,
+    )
+    _write_json(result, args.json)
+    return 0 if result["accounted"] else 1

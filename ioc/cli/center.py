@@ -1,0 +1,167 @@
+"""`ioc up`, `ioc demo`, `ioc db migrate`, `ioc ingest`, `ioc api`, `ioc services`: running the center."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+
+from core.settings import Settings
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    up = sub.add_parser("up", help="run the center: migrate, ingest workers, device monitor, analytics and the API")
+    up.add_argument("--workers", type=int, default=None, help="ingest worker processes (default: IOC_INGEST_WORKERS)")
+    up.set_defaults(func=cmd_up)
+
+    demo = sub.add_parser("demo", help="run the center plus a simulated device fleet")
+    demo.add_argument("--devices", type=int, default=24, help="simulated devices (default 24)")
+    demo.add_argument("--interval", type=float, default=2.0, help="seconds between a device's reports (default 2)")
+    demo.add_argument("--seed", type=int, default=7, help="seed of the fleet's layout and signals (default 7)")
+    demo.set_defaults(func=cmd_demo)
+
+    db = sub.add_parser("db", help="database administration")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    migrate = db_sub.add_parser("migrate", help="apply pending migrations and sync catalog data (idempotent)")
+    migrate.set_defaults(func=cmd_db_migrate)
+
+    ingest = sub.add_parser("ingest", help="run ingest workers against the configured broker and database")
+    ingest.add_argument("--workers", type=int, default=None, help="worker processes (default: IOC_INGEST_WORKERS)")
+    ingest.set_defaults(func=cmd_ingest)
+
+    api = sub.add_parser("api", help="serve the HTTP API")
+    api.add_argument("--host", default=None, help="listen address (default: IOC_API_HOST)")
+    api.add_argument("--port", type=int, default=None, help="listen port (default: IOC_API_PORT)")
+    api.set_defaults(func=cmd_api)
+
+    services = sub.add_parser("services", help="start the embedded broker and database and print their URLs")
+    services.set_defaults(func=cmd_services)
+
+
+def cmd_db_migrate(args: argparse.Namespace) -> int:
+    from devices.schema import migrate_database
+    from embedded.services import center_services
+
+    with center_services(Settings()) as urls:
+        changed = migrate_database(urls.database_url)
+    print("applied: " + ", ".join(changed) if changed else "database is up to date")
+    return 0
+
+
+def cmd_services(args: argparse.Namespace) -> int:
+    from devices.schema import migrate_database
+    from embedded.services import center_services
+
+    with center_services(Settings()) as urls:
+        migrate_database(urls.database_url)
+        print(f"IOC_DATABASE_URL={urls.database_url}\nIOC_MQTT_URL={urls.mqtt_url}\n(Ctrl-C stops them)", flush=True)
+        threading.Event().wait()
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from devices.schema import migrate_database
+    from embedded.services import center_services
+    from ioc.center import ingest_running
+
+    settings = Settings()
+    with center_services(settings) as urls:
+        migrate_database(urls.database_url)
+        with ingest_running(settings, urls, workers=args.workers or settings.ingest_workers):
+            threading.Event().wait()
+    return 0
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    from embedded.services import center_services
+    from ioc.center import serve_api
+
+    settings = Settings()
+    with center_services(settings) as urls:
+        serve_api(settings, urls, host=args.host or settings.api_host, port=args.port or settings.api_port)
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from devices.schema import migrate_database
+    from embedded.services import center_services
+    from ioc.center import analytics_running, free_or, ingest_running, monitor_running, serve_api
+    from protocol.broker_url import parse_broker_url
+
+    settings = Settings()
+    with center_services(settings) as urls:
+        migrate_database(urls.database_url)
+        port = free_or(settings.api_port)
+        broker = parse_broker_url(urls.mqtt_url)
+        with (
+            ingest_running(settings, urls, workers=args.workers or settings.ingest_workers),
+            monitor_running(urls),
+            analytics_running(settings, urls),
+        ):
+            serve_api(
+                settings,
+                urls,
+                host=settings.api_host,
+                port=port,
+                banner=f"ioc is up: API http://{settings.api_host}:{port}/docs  MQTT {broker.host}:{broker.port}",
+            )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from core.lifecycle import running_in_thread
+    from devices.access import sync_broker_access
+    from devices.catalog import load_catalog
+    from devices.provisioning import FleetDevice, provision_fleet
+    from devices.schema import migrate_database
+    from embedded.services import center_services
+    from firmware_sim.fleet import Fleet, FleetConfig
+    from ioc.center import analytics_running, demo_fleet, free_or, ingest_running, monitor_running, serve_api
+    from protocol.broker_url import parse_broker_url
+    from store.pool import connect
+
+    settings = Settings()
+    catalog = load_catalog()
+    fleet = demo_fleet(catalog, count=args.devices, seed=args.seed)
+    with center_services(settings) as urls:
+        migrate_database(urls.database_url)
+        with connect(urls.database_url) as conn:
+            # Registered once; every run gives each simulated device a fresh secret.
+            secrets = provision_fleet(
+                conn,
+                [FleetDevice(d.device_id, d.type_code, d.province, name=f"demo {d.type_code}") for d in fleet],
+                catalog=catalog,
+                actor="ioc demo",
+            )
+            conn.commit()
+            if urls.broker_access is not None:
+                sync_broker_access(conn, urls.broker_access)
+        fleet = [dataclasses.replace(d, password=secrets[d.device_id]) for d in fleet]
+        port = free_or(settings.api_port)
+        base = f"http://{settings.api_host}:{port}"
+        sample = fleet[0]
+        sim_broker = parse_broker_url(urls.mqtt_url).with_credentials(None, None)
+        banner = "\n".join(
+            [
+                "",
+                f"ioc demo: {len(fleet)} simulated devices publish every {args.interval:g} s to "
+                f"{sim_broker.host}:{sim_broker.port}",
+                f"  API docs        {base}/docs",
+                f"  devices         {base}/devices",
+                f"  one device      {base}/devices/{sample.device_id}",
+                f"  its readings    {base}/devices/{sample.device_id}/readings",
+                f"  ingest metrics  {base}/metrics",
+                "Ctrl-C stops everything.",
+                "",
+            ]
+        )
+        sim = Fleet(FleetConfig(broker=sim_broker, devices=fleet, interval_s=args.interval, seed=args.seed))
+        with (
+            ingest_running(settings, urls, workers=settings.ingest_workers),
+            monitor_running(urls),
+            analytics_running(settings, urls),
+            running_in_thread(sim.run, name="demo-fleet", join_timeout_s=10),
+        ):
+            serve_api(settings, urls, host=settings.api_host, port=port, banner=banner)
+    return 0
