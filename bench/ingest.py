@@ -24,6 +24,7 @@ from typing import Any, LiteralString
 import psutil
 from psycopg import sql
 
+from core.lifecycle import running_in_thread
 from core.settings import Settings
 from devices.catalog import load_catalog
 from devices.provisioning import FleetDevice, provision_fleet
@@ -272,11 +273,10 @@ def run_ingest_bench(config: IngestBenchConfig, *, settings: Settings) -> dict[s
             ingest_config(settings, database_url=database_url, mqtt_url=mqtt_url), client_id=group, group=group
         )
         with IngestSupervisor(base, workers=config.workers, metrics_dir=metrics_dir, log_level="WARNING") as supervisor:
-            stop_watch = threading.Event()
             peak_rss = [0.0]
 
-            def sample_rss() -> None:
-                while not stop_watch.wait(0.5):
+            def sample_rss(stop: threading.Event) -> None:
+                while not stop.wait(0.5):
                     total = 0.0
                     for pid in supervisor.pids.values():
                         with contextlib.suppress(psutil.Error, TypeError):
@@ -292,20 +292,19 @@ def run_ingest_bench(config: IngestBenchConfig, *, settings: Settings) -> dict[s
                 cpu.watch("broker", _processes_matching("mosquitto", str(broker_config)))
             db_port = urls.database_url.rsplit(":", 1)[1].split("/", 1)[0]
             cpu.watch("database", _processes_matching("postgres", "-D", f"-p {db_port}"))
-            sampler = threading.Thread(target=sample_rss, daemon=True)
-            sampler.start()
-            try:
+            with contextlib.ExitStack() as samplers:
+                samplers.enter_context(running_in_thread(sample_rss, name="bench-sampler"))
                 if not supervisor.wait_ready(60):
                     raise RuntimeError("ingest workers did not subscribe within 60 s")
                 ctx = multiprocessing.get_context("spawn")
                 results: multiprocessing.queues.Queue[PublisherResult] = ctx.Queue()
                 committed: Synchronized[int] = ctx.Value("q", 0)
 
-                def follow_commits() -> None:
-                    while not stop_watch.wait(0.1):
+                def follow_commits(stop: threading.Event) -> None:
+                    while not stop.wait(0.1):
                         committed.value = int(_metric_total(metrics_dir, "ioc_ingest_messages_total"))
 
-                threading.Thread(target=follow_commits, daemon=True).start()
+                samplers.enter_context(running_in_thread(follow_commits, name="bench-commits"))
                 start_at = time.time() + 2.0
                 shards = [device_ids[i :: config.publishers] for i in range(config.publishers)]
                 procs = [
@@ -356,8 +355,6 @@ def run_ingest_bench(config: IngestBenchConfig, *, settings: Settings) -> dict[s
                 quantiles = _histogram_quantiles(metrics_dir, "ioc_ingest_latency_seconds", (0.5, 0.99))
                 commit_q = _histogram_quantiles(metrics_dir, "ioc_ingest_commit_seconds", (0.5, 0.99))
                 batch_q = _histogram_quantiles(metrics_dir, "ioc_ingest_batch_rows", (0.5,))
-            finally:
-                stop_watch.set()
     result: dict[str, Any] = {
         "published": published,
         "publish_attempted": attempted,

@@ -27,7 +27,7 @@ DEFAULT_INTERVAL_S: Final = 10.0
 
 
 class SimulateError(IocError):
-    """Arguments of `ioc simulate` that cannot be used."""
+    """A fleet that cannot be built as asked (unknown type, bad credentials file)."""
 
 
 def build_devices(

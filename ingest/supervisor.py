@@ -18,13 +18,15 @@ import time
 from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from core.lifecycle import running_in_thread
-from core.settings import Settings
 from devices.catalog import load_catalog
 from ingest.worker import IngestConfig, IngestWorker
 from protocol.broker_url import parse_broker_url
+
+if TYPE_CHECKING:  # the worker processes import this module: pydantic stays out of them (~11 MB each)
+    from core.settings import Settings
 
 _LOGGER = logging.getLogger(__name__)
 

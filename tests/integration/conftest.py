@@ -6,6 +6,7 @@ One PostgreSQL cluster serves the session and each test gets its own database; e
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import shutil
@@ -20,6 +21,7 @@ import httpx
 import psycopg
 import pytest
 
+from core.lifecycle import running_in_thread
 from core.settings import REPO_ROOT
 from devices.catalog import Catalog, load_catalog
 from devices.registry import DeviceRecord, create_device
@@ -119,17 +121,17 @@ class RunningIngest:
 
     def __init__(self, config: IngestConfig, catalog: Catalog) -> None:
         self.worker = IngestWorker(config, catalog=catalog)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.worker.run, args=(self.stop,), name="ingest-test", daemon=True)
+        self._running = contextlib.ExitStack()
 
     def __enter__(self) -> RunningIngest:
-        self.thread.start()
-        assert self.worker.wait_connected(15), "ingest did not connect to the broker"
+        with contextlib.ExitStack() as stack:
+            self.thread = stack.enter_context(running_in_thread(self.worker.run, name="ingest-test"))
+            assert self.worker.wait_connected(15), "ingest did not connect to the broker"
+            self._running = stack.pop_all()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=30)
+        self._running.close()
         assert not self.thread.is_alive(), "ingest worker did not stop"
 
 
@@ -159,7 +161,7 @@ def wait_for(predicate: Callable[[], bool], *, timeout_s: float = 30.0, what: st
 class ApiServer:
     """The real API served by uvicorn on a free port, on a thread of this test process."""
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, *, mqtt_url: str | None = None) -> None:
         import uvicorn
 
         from api.app import create_app
@@ -168,7 +170,7 @@ class ApiServer:
 
         self.port = find_free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        app = create_app(Settings(), database_url=database_url)
+        app = create_app(Settings(), database_url=database_url, mqtt_url=mqtt_url)
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, name="api-test", daemon=True)
 

@@ -3,6 +3,7 @@ access files in sync with the registry, and a device client that reports how its
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 from collections.abc import Callable, Iterator
@@ -13,6 +14,7 @@ import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from core.lifecycle import running_in_thread
 from devices.catalog import Catalog
 from devices.monitor import DeviceMonitor, MonitorConfig
 from devices.provisioning import ProvisionedDevice, provision_device
@@ -36,17 +38,17 @@ def secure_broker_fixture(runtime_root: Path) -> Iterator[EmbeddedMosquitto]:
 class RunningMonitor:
     def __init__(self, config: MonitorConfig) -> None:
         self.monitor = DeviceMonitor(config)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.monitor.run, args=(self.stop,), name="monitor-test", daemon=True)
+        self._running = contextlib.ExitStack()
 
     def __enter__(self) -> RunningMonitor:
-        self.thread.start()
-        assert self.monitor.wait_connected(15), "device monitor did not connect"
+        with contextlib.ExitStack() as stack:
+            self.thread = stack.enter_context(running_in_thread(self.monitor.run, name="monitor-test"))
+            assert self.monitor.wait_connected(15), "device monitor did not connect"
+            self._running = stack.pop_all()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        self.thread.join(timeout=30)
+        self._running.close()
         assert not self.thread.is_alive(), "device monitor did not stop"
 
     def wait_synced(self, database: ScratchDatabase, timeout_s: float = 30) -> None:
@@ -160,24 +162,10 @@ class DeviceClient:
         self.close()
 
 
-class SecureApiServer(ApiServer):
-    """The real API with its command publisher connected to the secure broker."""
-
-    def __init__(self, database_url: str, mqtt_url: str | None) -> None:
-        import uvicorn
-
-        from api.app import create_app
-        from core.settings import Settings
-
-        super().__init__(database_url)
-        app = create_app(Settings(), database_url=database_url, mqtt_url=mqtt_url)
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, name="api-test", daemon=True)
-
-
 @pytest.fixture(name="secure_api")
-def secure_api_fixture(database: ScratchDatabase, secure_broker: EmbeddedMosquitto) -> Callable[[], SecureApiServer]:
-    return lambda: SecureApiServer(database.url, secure_broker.url)
+def secure_api_fixture(database: ScratchDatabase, secure_broker: EmbeddedMosquitto) -> Callable[[], ApiServer]:
+    """The real API with its command publisher connected to the secure broker."""
+    return lambda: ApiServer(database.url, mqtt_url=secure_broker.url)
 
 
 @pytest.fixture(name="tokens")

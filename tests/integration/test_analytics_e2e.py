@@ -4,7 +4,6 @@ alarm's latency from the triggering reading's arrival measured (and recorded, no
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -16,6 +15,7 @@ from analytics.e2e import evaluate_labels
 from analytics.job import AnalyticsJob
 from analytics.notify import Notifier
 from analytics.scoring import JobConfig
+from core.lifecycle import running_in_thread
 from core.settings import REPO_ROOT
 from devices.catalog import Catalog
 from embedded.runtime import EmbeddedMosquitto
@@ -33,17 +33,13 @@ REPORT = REPO_ROOT / ".runtime" / "reports" / "analytics_e2e_latency.json"
 
 @pytest.fixture
 def running_job(database: ScratchDatabase, broker: EmbeddedMosquitto, catalog: Catalog) -> Iterator[AnalyticsJob]:
-    stop = threading.Event()
     with (
         open_pool(database.url, min_size=1, max_size=2, name="e2e-analytics") as pool,
         Notifier(broker=parse_broker_url(broker.url), client_id="e2e-alerts") as notifier,
     ):
         job = AnalyticsJob(JobConfig(poll_interval_s=0.05), pool=pool, catalog=catalog, notifier=notifier)
-        thread = threading.Thread(target=job.run, args=(stop,), name="analytics-e2e", daemon=True)
-        thread.start()
-        yield job
-        stop.set()
-        thread.join(timeout=30)
+        with running_in_thread(job.run, name="analytics-e2e") as thread:
+            yield job
         assert not thread.is_alive()
 
 

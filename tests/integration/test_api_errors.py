@@ -16,7 +16,6 @@ from devices.registry import DeviceRecord
 from embedded.runtime import EmbeddedMosquitto
 from tests.integration.conftest import ApiServer, ScratchDatabase
 from tests.integration.device_fixtures import (
-    SecureApiServer,
     provision_fixture,  # noqa: F401
     secure_api_fixture,  # noqa: F401
     secure_broker_fixture,  # noqa: F401
@@ -172,7 +171,7 @@ def test_commands_to_a_decommissioned_device_are_409_and_bad_ones_422(
     database: ScratchDatabase,
     secure_broker: EmbeddedMosquitto,
     provision: Callable[..., ProvisionedDevice],
-    secure_api: Callable[[], SecureApiServer],
+    secure_api: Callable[[], ApiServer],
     tokens: dict[str, dict[str, str]],
 ) -> None:
     provision("pump-vl-009", "pump_station", "vinh-long")

@@ -11,11 +11,10 @@ from devices.provisioning import ProvisionedDevice
 from embedded.runtime import EmbeddedMosquitto
 from protocol.commands import CommandAck, decode_command, encode_command_ack
 from protocol.topics import command_ack_topic, command_topic
-from tests.integration.conftest import ScratchDatabase, wait_for
+from tests.integration.conftest import ApiServer, ScratchDatabase, wait_for
 from tests.integration.device_fixtures import (
     DeviceClient,
     RunningMonitor,
-    SecureApiServer,
     provision_fixture,  # noqa: F401
     run_monitor_fixture,  # noqa: F401
     secure_api_fixture,  # noqa: F401
@@ -34,7 +33,7 @@ def test_commands_are_sent_acked_failed_and_timed_out(
     secure_broker: EmbeddedMosquitto,
     provision: Callable[..., ProvisionedDevice],
     run_monitor: Callable[..., RunningMonitor],
-    secure_api: Callable[[], SecureApiServer],
+    secure_api: Callable[[], ApiServer],
     tokens: dict[str, dict[str, str]],
 ) -> None:
     device = provision("pump-vl-001", "pump_station", "vinh-long")

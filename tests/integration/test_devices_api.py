@@ -15,11 +15,10 @@ import pytest
 
 from embedded.runtime import EmbeddedMosquitto, EmbeddedPostgres
 from store.readings import upsert_latest, write_readings
-from tests.integration.conftest import ScratchDatabase
+from tests.integration.conftest import ApiServer, ScratchDatabase
 from tests.integration.device_fixtures import (
     DeviceClient,
     RunningMonitor,
-    SecureApiServer,
     run_monitor_fixture,  # noqa: F401
     secure_api_fixture,  # noqa: F401
     secure_broker_fixture,  # noqa: F401
@@ -30,7 +29,7 @@ from tests.mosquitto_passwords import verify_secret
 
 def test_registry_changes_over_http(
     database: ScratchDatabase,
-    secure_api: Callable[[], SecureApiServer],
+    secure_api: Callable[[], ApiServer],
     tokens: dict[str, dict[str, str]],
 ) -> None:
     admin = tokens["admin"]
@@ -98,7 +97,7 @@ def test_registry_changes_over_http(
 
 def test_csv_import_reports_every_row_and_keeps_the_good_ones(
     database: ScratchDatabase,
-    secure_api: Callable[[], SecureApiServer],
+    secure_api: Callable[[], ApiServer],
     tokens: dict[str, dict[str, str]],
 ) -> None:
     csv_text = "\n".join(
@@ -145,7 +144,7 @@ def test_no_secret_is_stored_or_logged_in_clear(
     database: ScratchDatabase,
     postgres: EmbeddedPostgres,
     secure_broker: EmbeddedMosquitto,
-    secure_api: Callable[[], SecureApiServer],
+    secure_api: Callable[[], ApiServer],
     run_monitor: Callable[..., RunningMonitor],
     tokens: dict[str, dict[str, str]],
     caplog: pytest.LogCaptureFixture,

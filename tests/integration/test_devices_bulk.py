@@ -10,11 +10,10 @@ from collections.abc import Callable
 
 from core.settings import REPO_ROOT
 from embedded.runtime import EmbeddedMosquitto
-from tests.integration.conftest import ScratchDatabase
+from tests.integration.conftest import ApiServer, ScratchDatabase
 from tests.integration.device_fixtures import (
     DeviceClient,
     RunningMonitor,
-    SecureApiServer,
     run_monitor_fixture,  # noqa: F401
     secure_api_fixture,  # noqa: F401
     secure_broker_fixture,  # noqa: F401
@@ -28,7 +27,7 @@ BOUND_S = 60.0
 def test_ten_thousand_devices_from_csv_with_the_broker_in_sync(
     database: ScratchDatabase,
     secure_broker: EmbeddedMosquitto,
-    secure_api: Callable[[], SecureApiServer],
+    secure_api: Callable[[], ApiServer],
     run_monitor: Callable[..., RunningMonitor],
     tokens: dict[str, dict[str, str]],
 ) -> None:

@@ -13,11 +13,10 @@ from devices.provisioning import ProvisionedDevice
 from embedded.runtime import EmbeddedMosquitto
 from protocol.telemetry import encode_json
 from protocol.topics import telemetry_topic
-from tests.integration.conftest import RunningIngest, ScratchDatabase, wait_for
+from tests.integration.conftest import ApiServer, RunningIngest, ScratchDatabase, wait_for
 from tests.integration.device_fixtures import (
     DeviceClient,
     RunningMonitor,
-    SecureApiServer,
     provision_fixture,  # noqa: F401
     run_monitor_fixture,  # noqa: F401
     run_secure_ingest_fixture,  # noqa: F401
@@ -42,7 +41,7 @@ def test_a_silent_device_is_reported_silent_then_online_when_it_returns(
     provision: Callable[..., ProvisionedDevice],
     run_monitor: Callable[..., RunningMonitor],
     run_secure_ingest: Callable[[], RunningIngest],
-    secure_api: Callable[[], SecureApiServer],
+    secure_api: Callable[[], ApiServer],
 ) -> None:
     device = provision("soil-ct-101", "soil_probe", "can-tho", report_interval_s=INTERVAL_S)
     provision("soil-ct-102", "soil_probe", "can-tho")  # never connects
