@@ -1,4 +1,7 @@
-"""The `ioc` command line: one parser, a module per command group; each handler builds Settings and wires parts."""
+"""The `ioc` command line: one parser, a module per command group; each handler builds Settings and wires parts.
+
+Importing this package stays cheap: worker processes started with `spawn` re-import the `ioc` script, so the
+command groups (and what they import) are loaded only when the parser is built."""
 
 from __future__ import annotations
 
@@ -7,16 +10,15 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from importlib.metadata import PackageNotFoundError, version
 
 from core.errors import IocError
-from core.settings import Settings
-from ioc.cli import analytics, bench, center, devices, simulate
 
 Handler = Callable[[argparse.Namespace], int]
 
 
 def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("ioc")
     except PackageNotFoundError:  # running from a checkout that was never installed
@@ -24,11 +26,13 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ioc.cli import analytics, bench, center, devices, keys, simulate
+
     parser = argparse.ArgumentParser(prog="ioc", description="IoT telemetry ingestion and monitoring center")
     parser.add_argument("--version", action="version", version=f"ioc {_version()}")
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING (default: IOC_LOG_LEVEL or INFO)")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (center, devices, simulate, analytics, bench):
+    for group in (center, devices, keys, simulate, analytics, bench):
         group.add_parsers(sub)
     return parser
 
@@ -38,6 +42,8 @@ def _raise_interrupt(signum: int, frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from core.settings import Settings
+
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=args.log_level or Settings().log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
