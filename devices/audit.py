@@ -19,11 +19,19 @@ class AuditEntry:
     details: Mapping[str, object]
 
 
-def record_audit(conn: Conn, *, actor: str, action: str, target: str, details: Mapping[str, object]) -> None:
-    """One entry; never pass a secret in `details`."""
+def record_audit(
+    conn: Conn,
+    *,
+    actor: str,
+    action: str,
+    target: str,
+    details: Mapping[str, object],
+    address: str | None = None,
+) -> None:
+    """One entry (`address`: where the request came from); never pass a secret in `details`."""
     conn.execute(
-        "INSERT INTO audit_log (actor, action, target, details) VALUES (%s, %s, %s, %s)",
-        (actor, action, target, json.dumps(dict(details), default=str)),
+        "INSERT INTO audit_log (actor, action, target, details, address) VALUES (%s, %s, %s, %s, %s)",
+        (actor, action, target, json.dumps(dict(details), default=str), address),
     )
 
 

@@ -54,7 +54,9 @@ def send_command(
     """Record the command, publish it on the device's `cmd` topic (QoS 1); the ack arrives later."""
     if state.commands is None:
         raise HTTPException(status_code=503, detail="this API runs without a broker connection")
-    command, device = create_command(conn, device_id=device_id, name=body.name, params=body.params, actor=operator.name)
+    command, device = create_command(
+        conn, device_id=device_id, name=body.name, params=body.params, actor=operator.actor
+    )
     conn.commit()  # recorded before it is sent: a fast ack always finds its command
     if state.commands.send(device, command):
         command = mark_command(conn, command.command_id, status="sent")

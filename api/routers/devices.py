@@ -129,7 +129,7 @@ def create_device(conn: ConnDep, state: StateDep, operator: AdminDep, body: Devi
         type_code=body.type_code,
         province=body.province,
         catalog=state.catalog,
-        actor=operator.name,
+        actor=operator.actor,
         name=body.name,
         report_interval_s=body.report_interval_s,
     )
@@ -145,7 +145,7 @@ def import_devices(
     csv_text: Annotated[str, Body(media_type="text/csv", max_length=IMPORT_MAX_BYTES)],
 ) -> ImportReport:
     """Bulk provisioning: a CSV `device_id,type_code,province[,name][,report_interval_s]`; each row reported."""
-    rows = import_devices_csv(conn, csv_text, catalog=state.catalog, actor=operator.name)
+    rows = import_devices_csv(conn, csv_text, catalog=state.catalog, actor=operator.actor)
     conn.commit()
     public = [
         ImportRowPublic(row=r.row, device_id=r.device_id, ok=r.ok, reason=r.reason, secret=r.secret or None)
@@ -167,14 +167,14 @@ def patch_device(conn: ConnDep, operator: AdminDep, device_id: str, body: Device
     changes: dict[str, object] = {"name": body.name, "province": body.province}
     if "report_interval_s" in body.model_fields_set:
         changes["report_interval_s"] = body.report_interval_s
-    device = update_device(conn, device_id, actor=operator.name, **changes)  # type: ignore[arg-type]
+    device = update_device(conn, device_id, actor=operator.actor, **changes)  # type: ignore[arg-type]
     conn.commit()
     return _public(device)
 
 
 @router.post("/{device_id}/decommission", responses=error_responses(NotFound, Conflict))
 def decommission(conn: ConnDep, operator: AdminDep, device_id: str, body: RevokeRequest) -> DevicePublic:
-    device = decommission_device(conn, device_id, actor=operator.name, reason=body.reason)
+    device = decommission_device(conn, device_id, actor=operator.actor, reason=body.reason)
     conn.commit()
     return _public(device)
 
@@ -182,14 +182,14 @@ def decommission(conn: ConnDep, operator: AdminDep, device_id: str, body: Revoke
 @router.post("/{device_id}/secret", responses=error_responses(NotFound, Conflict))
 def rotate(conn: ConnDep, operator: AdminDep, device_id: str) -> SecretPublic:
     """A new secret (the old one stops working and its session is cut off at the next broker sync)."""
-    secret = rotate_secret(conn, device_id, actor=operator.name)
+    secret = rotate_secret(conn, device_id, actor=operator.actor)
     conn.commit()
     return SecretPublic(device_id=device_id, secret=secret)
 
 
 @router.post("/{device_id}/revoke", responses=error_responses(NotFound))
 def revoke(conn: ConnDep, operator: AdminDep, device_id: str, body: RevokeRequest) -> DevicePublic:
-    device = revoke_secret(conn, device_id, actor=operator.name, reason=body.reason)
+    device = revoke_secret(conn, device_id, actor=operator.actor, reason=body.reason)
     conn.commit()
     return _public(device)
 

@@ -7,11 +7,9 @@ files within a second of a change); with no center running, the next `ioc up` sy
 from __future__ import annotations
 
 import argparse
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
-from core.settings import Settings
+from ioc.cli.database import command_database
 
 
 def _add(sub: Any, name: str, help_text: str) -> argparse.ArgumentParser:
@@ -71,37 +69,8 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     revoke.add_argument("--reason", default="")
     revoke.set_defaults(func=cmd_revoke)
 
-    token = _add(dsub, "token", "create an operator API token (printed once)")
-    token.add_argument("name")
-    token.add_argument("--role", choices=("viewer", "operator", "admin"), default="viewer")
-    token.set_defaults(func=cmd_token)
-
 
 ACTOR = "cli"
-
-
-@contextlib.contextmanager
-def _database() -> Iterator[Any]:
-    """A connection to the configured database, to the running embedded one, or to one started for this call."""
-    from devices.schema import migrate_database
-    from embedded.services import center_services
-    from store.pool import connect
-
-    settings = Settings()
-    url: str | None = None
-    if settings.database_url is not None:
-        url = settings.database_url.get_secret_value()
-    else:
-        port_file = settings.runtime_dir / "postgres.port"
-        if (settings.runtime_dir / "postgres" / "data" / "postmaster.pid").exists() and port_file.exists():
-            url = f"postgresql://ioc@127.0.0.1:{port_file.read_text().strip()}/ioc"
-    with contextlib.ExitStack() as stack:
-        if url is None:
-            url = stack.enter_context(center_services(settings)).database_url
-            migrate_database(url)
-        with connect(url) as conn:
-            yield conn
-            conn.commit()
 
 
 def _print_device(device: Any) -> None:
@@ -116,7 +85,7 @@ def cmd_create(args: argparse.Namespace) -> int:
     from devices.catalog import load_catalog
     from devices.provisioning import provision_device
 
-    with _database() as conn:
+    with command_database() as conn:
         created = provision_device(
             conn,
             device_id=args.device_id,
@@ -135,7 +104,7 @@ def cmd_create(args: argparse.Namespace) -> int:
 def cmd_list(args: argparse.Namespace) -> int:
     from devices.registry import list_devices
 
-    with _database() as conn:
+    with command_database() as conn:
         for device in list_devices(conn, province=args.province, sector=args.sector, limit=args.limit):
             _print_device(device)
     return 0
@@ -146,7 +115,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     from devices.health import list_health
     from devices.registry import get_device
 
-    with _database() as conn:
+    with command_database() as conn:
         _print_device(get_device(conn, args.device_id))
         for h in list_health(conn, device_id=args.device_id):
             print(f"health: {h.state} (online: {h.online}, last seen: {h.last_seen})")
@@ -161,7 +130,7 @@ def cmd_update(args: argparse.Namespace) -> int:
     changes: dict[str, Any] = {"name": args.name}
     if args.interval is not None:
         changes["report_interval_s"] = args.interval or None
-    with _database() as conn:
+    with command_database() as conn:
         _print_device(update_device(conn, args.device_id, actor=ACTOR, **changes))
     return 0
 
@@ -169,7 +138,7 @@ def cmd_update(args: argparse.Namespace) -> int:
 def cmd_move(args: argparse.Namespace) -> int:
     from devices.provisioning import update_device
 
-    with _database() as conn:
+    with command_database() as conn:
         _print_device(update_device(conn, args.device_id, actor=ACTOR, province=args.province))
     return 0
 
@@ -177,7 +146,7 @@ def cmd_move(args: argparse.Namespace) -> int:
 def cmd_decommission(args: argparse.Namespace) -> int:
     from devices.provisioning import decommission_device
 
-    with _database() as conn:
+    with command_database() as conn:
         _print_device(decommission_device(conn, args.device_id, actor=ACTOR, reason=args.reason))
     return 0
 
@@ -193,7 +162,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     started = time.monotonic()
     text = args.csv_file.read()
     fd = os.open(args.secrets_out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with _database() as conn, os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
+    with command_database() as conn, os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
         rows = import_devices_csv(conn, text, catalog=load_catalog(), actor=ACTOR)
         writer = csv.writer(out)
         writer.writerow(["device_id", "secret"])
@@ -211,7 +180,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_rotate(args: argparse.Namespace) -> int:
     from devices.provisioning import rotate_secret
 
-    with _database() as conn:
+    with command_database() as conn:
         secret = rotate_secret(conn, args.device_id, actor=ACTOR)
     print(f"new secret for {args.device_id} (shown once): {secret}")
     return 0
@@ -220,15 +189,6 @@ def cmd_rotate(args: argparse.Namespace) -> int:
 def cmd_revoke(args: argparse.Namespace) -> int:
     from devices.provisioning import revoke_secret
 
-    with _database() as conn:
+    with command_database() as conn:
         _print_device(revoke_secret(conn, args.device_id, actor=ACTOR, reason=args.reason))
-    return 0
-
-
-def cmd_token(args: argparse.Namespace) -> int:
-    from devices.tokens import create_token
-
-    with _database() as conn:
-        token = create_token(conn, name=args.name, role=args.role, actor=ACTOR)
-    print(f"API token {args.name!r} ({args.role}), shown once: {token}")
     return 0

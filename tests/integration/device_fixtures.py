@@ -7,6 +7,7 @@ import contextlib
 import itertools
 import threading
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -14,16 +15,18 @@ import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from api.access.keys import create_api_key
+from api.principal import ROLES
 from core.lifecycle import running_in_thread
 from devices.catalog import Catalog
 from devices.monitor import DeviceMonitor, MonitorConfig
 from devices.provisioning import ProvisionedDevice, provision_device
-from devices.tokens import ROLES, create_token
 from embedded.runtime import EmbeddedMosquitto
 from ingest.worker import IngestConfig
 from protocol.broker_url import parse_broker_url
 from protocol.status import OFFLINE, ONLINE
 from protocol.topics import status_topic
+from store.scope import EVERYTHING
 from tests.integration.conftest import ApiServer, RunningIngest, ScratchDatabase, wait_for
 
 _COUNTER = itertools.count()
@@ -171,10 +174,12 @@ def secure_api_fixture(database: ScratchDatabase, secure_broker: EmbeddedMosquit
 @pytest.fixture(name="tokens")
 def tokens_fixture(database: ScratchDatabase) -> dict[str, dict[str, str]]:
     """Authorization headers per role: `tokens["admin"]`."""
-    headers = {}
+    headers: dict[str, dict[str, str]] = {}
     with psycopg.connect(database.url) as conn:
         for role in ROLES:
-            token = create_token(conn, name=f"test-{role}", role=role, actor="test")
-            headers[role] = {"Authorization": f"Bearer {token}"}
+            key = create_api_key(
+                conn, name=f"test-{role}", role=role, scope=EVERYTHING, lifetime=timedelta(days=1), actor="test"
+            )
+            headers[role] = {"Authorization": f"Bearer {key.secret}"}
         conn.commit()
     return headers

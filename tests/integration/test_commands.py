@@ -68,7 +68,7 @@ def test_commands_are_sent_acked_failed_and_timed_out(
             assert sent.status_code == 202, sent.text
             command = sent.json()
             assert command["status"] == "sent"
-            assert command["actor"] == "test-operator"
+            assert command["actor"] == "key:test-operator"
             wait_for(lambda: len(dev.messages) == 1, timeout_s=10, what="command delivered")
             received = decode_command(bytes(dev.messages[0].payload))
             assert (received.command_id, received.name, dict(received.params)) == (

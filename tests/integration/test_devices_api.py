@@ -74,7 +74,7 @@ def test_registry_changes_over_http(
         audit = client.get("/devices/gauge-ag-001/audit").json()
         assert [a["action"] for a in audit] == ["device.move", "device.create"]
         assert audit[0]["details"] == {"province": {"from": "an-giang", "to": "dong-thap"}}
-        assert audit[0]["actor"] == "test-admin"
+        assert audit[0]["actor"] == "key:test-admin"
 
         interval = client.patch("/devices/gauge-ag-001", json={"report_interval_s": 30}, headers=admin)
         assert interval.json()["report_interval_s"] == 30

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from api.principal import Principal
 from devices.access import DEVICE_ACL_PATTERNS, render_acl, render_password_file
 from devices.credentials import generate_secret, hash_secret
-from devices.tokens import Operator
+from store.scope import EVERYTHING
 from tests.mosquitto_passwords import verify_secret
 
 
@@ -58,7 +59,7 @@ def test_access_files_give_devices_only_their_own_topics() -> None:
 
 
 def test_roles_are_ordered() -> None:
-    assert Operator("a", "admin").may("operator")
-    assert Operator("o", "operator").may("viewer")
-    assert not Operator("v", "viewer").may("operator")
-    assert not Operator("o", "operator").may("admin")
+    assert Principal(kind="key", id=1, name="a", role="admin", scope=EVERYTHING).may("operator")
+    assert Principal(kind="key", id=1, name="o", role="operator", scope=EVERYTHING).may("viewer")
+    assert not Principal(kind="key", id=1, name="v", role="viewer", scope=EVERYTHING).may("operator")
+    assert not Principal(kind="key", id=1, name="o", role="operator", scope=EVERYTHING).may("admin")

@@ -1,0 +1,1 @@
+"""People and machines that may call the API: API keys, users and their sessions, login rate limits."""
