@@ -10,8 +10,31 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from api.docs import add_docs_pages
 from api.errors import register_error_handlers
-from api.routers import alarms, commands, device_health, devices, health, metrics, readings
+from api.openapi import use_truthful_openapi
+from api.request_text import UnstorableTextGuard
+from api.routers import (
+    alarms,
+    audit,
+    auth,
+    catalog,
+    commands,
+    console,
+    device_health,
+    devices,
+    export,
+    federation,
+    health,
+    keys,
+    kpis,
+    maintenance,
+    metrics,
+    quarantine,
+    readings,
+    stream,
+    users,
+)
 from api.state import AppState
 from core.settings import Settings
 from devices.catalog import load_catalog
@@ -26,7 +49,15 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         with contextlib.ExitStack() as stack:
-            pool = stack.enter_context(open_pool(database_url, min_size=1, max_size=settings.pool_max_size, name="api"))
+            pool = stack.enter_context(
+                open_pool(
+                    database_url,
+                    min_size=1,
+                    max_size=settings.pool_max_size,
+                    name="api",
+                    timeout_s=settings.api_db_timeout_s,  # issue 14: 503 fast while the database is down
+                )
+            )
             publisher = None
             if mqtt_url is not None:
                 publisher = stack.enter_context(
@@ -42,8 +73,14 @@ def create_app(
         summary="IoT telemetry ingestion and smart-monitoring center",
         version="0.1.0",
         lifespan=lifespan,
+        # Served from the project's own copies by add_docs_pages, not from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     register_error_handlers(app)
+    app.add_middleware(UnstorableTextGuard)
+    add_docs_pages(app)
+    use_truthful_openapi(app)
     app.include_router(health.router)
     app.include_router(device_health.router)
     app.include_router(devices.router)
@@ -51,5 +88,17 @@ def create_app(
     app.include_router(readings.router)
     app.include_router(alarms.router)
     app.include_router(alarms.device_router)
+    app.include_router(audit.router)
     app.include_router(metrics.build_router(metrics_dir))
+    app.include_router(catalog.router)
+    app.include_router(stream.router)
+    app.include_router(export.router)
+    app.include_router(federation.router)
+    app.include_router(kpis.router)
+    app.include_router(auth.router)
+    app.include_router(users.router)
+    app.include_router(keys.router)
+    app.include_router(console.router)
+    app.include_router(quarantine.router)
+    app.include_router(maintenance.router)
     return app

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Final, Literal
 
 from store.scope import Scope
@@ -22,6 +23,10 @@ class Principal:
     scope: Scope
     # Where the request came from (the client address), for the audit log.
     address: str | None = None
+    # A user's session (ended by POST /auth/logout); None for a key.
+    session_id: int | None = None
+    # When the access token (a user) or the key expires.
+    expires_at: datetime | None = None
 
     @property
     def actor(self) -> str:

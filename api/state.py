@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, Request
 
+from api.access.token_limiter import UnknownTokenLimiter
 from core.settings import Settings
 from devices.catalog import Catalog
 from devices.downlink import CommandPublisher
@@ -21,6 +22,8 @@ class AppState:
     catalog: Catalog
     # None when the API runs without a broker (commands are then refused with 503).
     commands: CommandPublisher | None = None
+    # Unknown bearer tokens per client address (api.auth refuses an address that sends too many).
+    token_failures: UnknownTokenLimiter = field(default_factory=UnknownTokenLimiter)
 
 
 def get_state(request: Request) -> AppState:

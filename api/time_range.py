@@ -22,7 +22,8 @@ class TimeRange:
 
 def time_range(default_span: timedelta) -> Callable[..., TimeRange]:
     """A dependency reading `from` and `to` (ISO 8601 with a timezone); `to` defaults to now, `from` to
-    `default_span` before `to`. InvalidRequest for a naive timestamp or an empty range."""
+    `default_span` before `to`. InvalidRequest for a naive timestamp, an empty range, or one that reaches
+    outside the years 1 to 9999 (in UTC)."""
 
     def dependency(
         start: Annotated[datetime | None, Query(alias="from", description="inclusive, with a timezone")] = None,
@@ -31,8 +32,12 @@ def time_range(default_span: timedelta) -> Callable[..., TimeRange]:
         for value, name in ((start, "from"), (end, "to")):
             if value is not None and value.tzinfo is None:
                 raise InvalidRequest(f"'{name}' needs a timezone, e.g. 2026-11-22T08:00:00Z")
-        end = end or datetime.now(UTC)
-        start = start or end - default_span
+        try:
+            # In UTC, so that a range near year 1 or 9999 that cannot be computed is refused here, not by psycopg.
+            end = end.astimezone(UTC) if end is not None else datetime.now(UTC)
+            start = start.astimezone(UTC) if start is not None else end - default_span
+        except OverflowError:
+            raise InvalidRequest("'from' and 'to' must lie between the years 1 and 9999 (in UTC)") from None
         if start >= end:
             raise InvalidRequest("'from' must be before 'to'")
         return TimeRange(start=start, end=end)

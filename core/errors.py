@@ -1,7 +1,7 @@
 """The project's error tree: every package may import it; it imports nothing of ours.
 
-Three categories say what went wrong from the caller's point of view, without naming a transport:
-`NotFound`, `Conflict` and `InvalidRequest`. A domain error that a caller can cause derives from one of
+Categories say what went wrong from the caller's point of view, without naming a transport:
+`NotFound`, `Conflict` and `InvalidRequest`; for access, `Unauthenticated`, `Forbidden` and `TooManyRequests`. A domain error that a caller can cause derives from one of
 them (`UnknownDevice` is a `NotFound`), so the API maps categories to status codes once, in `api.errors`.
 Its message is written for that caller: the API returns it as it is.
 """
@@ -22,6 +22,23 @@ class Conflict(IocError):
 
 class InvalidRequest(IocError):
     """The request's values are not acceptable: an unknown type or province, a value out of range."""
+
+
+class Unauthenticated(IocError):
+    """The caller did not say who they are, or said it with a wrong password or an unknown, expired or revoked
+    token."""
+
+
+class Forbidden(IocError):
+    """The caller is known but may not do this: a role too low, or a province or sector outside their scope."""
+
+
+class TooManyRequests(IocError):
+    """The caller failed too often (bad logins, unknown tokens); `retry_after_s` says when to try again."""
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class DecodeError(IocError):

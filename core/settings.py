@@ -22,6 +22,40 @@ class Settings(BaseSettings):
         default=None, description="MQTT broker URL mqtt://user:pass@host:port; unset = embedded Mosquitto"
     )
     runtime_dir: Path = Field(default=REPO_ROOT / ".runtime", description="where the embedded services keep their data")
+    # The center's broker accounts per role (least rights; devices.access.CENTER_ACCOUNTS); unset = IOC_MQTT_URL.
+    mqtt_ingest_url: SecretStr | None = Field(default=None, description="broker URL of ingest (role ingest)")
+    mqtt_commands_url: SecretStr | None = Field(
+        default=None, description="broker URL of the command publisher and device monitor (role commands)"
+    )
+    mqtt_alerts_url: SecretStr | None = Field(default=None, description="broker URL of alarm alerts (role alerts)")
+    # The broker ioc runs (embedded, or `ioc broker` in the compose stack).
+    broker_bind: str = Field(default="127.0.0.1", description="address the broker ioc runs listens on")
+    broker_plain: bool = Field(default=True, description="plain MQTT listener (1883-style) on; TLS only when off")
+    broker_port: int = Field(default=0, ge=0, description="plain MQTT port of the broker ioc runs (0 = a free port)")
+    broker_tls: bool = Field(default=True, description="an mqtts listener with the center's (or the given) CA")
+    broker_tls_port: int = Field(default=0, ge=0, description="mqtts port (0 = a free port)")
+    broker_tls_hosts: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1", "localhost"], description="names in the broker's server certificate"
+    )
+    broker_ca_file: Path | None = Field(
+        default=None, description="the operator's CA certificate (its ca.key beside it to sign server certs)"
+    )
+    broker_require_client_cert: bool = Field(
+        default=False, description="devices must also present a client certificate signed by the CA"
+    )
+    broker_acl_plugin: Path | None = Field(
+        default=None, description="a built ioc_acl Mosquitto plugin (unset: built from deploy/mosquitto/ioc_acl.c)"
+    )
+    broker_accounts: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description='passwords of the center\'s broker accounts, {"ioc-ingest": "…"}; unset: generated',
+    )
+    broker_password_file: Path | None = Field(
+        default=None, description="an external broker's password file to keep in sync with the registry"
+    )
+    broker_pid_file: Path | None = Field(
+        default=None, description="the external broker's pid file: it is sent SIGHUP after each sync"
+    )
     api_host: str = Field(default="127.0.0.1", description="API listen address")
     api_port: int = Field(default=8000, description="API listen port (0 = pick a free port)")
     ingest_workers: int = Field(default=1, ge=1, description="ingest processes in the shared subscription")
@@ -31,6 +65,19 @@ class Settings(BaseSettings):
     queue_max_messages: int = Field(default=20000, ge=10, description="in-flight messages before back-pressure")
     max_payload_bytes: int = Field(default=256 * 1024, description="larger payloads are quarantined")
     max_future_skew_s: float = Field(default=300.0, description="readings further in the future are refused")
+    quarantine_per_device_per_min: int = Field(
+        default=60, ge=1, description="quarantined messages stored in full per device and minute; beyond: sampled"
+    )
+    quarantine_sample_every: int = Field(
+        default=100, ge=1, description="beyond the per-device limit, one message in this many is stored"
+    )
+    quarantine_payload_max_bytes: int = Field(
+        default=16 * 1024, ge=0, description="raw bytes kept per quarantined message at most"
+    )
+    quarantine_retention_days: float = Field(default=14.0, gt=0, description="quarantined messages are kept this long")
+    api_db_timeout_s: float = Field(
+        default=3.0, gt=0, description="an API request waits this long for a database connection, then 503"
+    )
     pool_max_size: int = Field(default=8, ge=1, description="database connections per process at most")
     log_level: str = Field(default="INFO", description="logging level")
     alarm_webhooks: list[str] = Field(
@@ -40,12 +87,73 @@ class Settings(BaseSettings):
     anomaly_quiet_s: float = Field(default=600.0, gt=0, description="no anomalous score this long clears an alarm")
     analytics_state_save_s: float = Field(default=60.0, gt=0, description="how often detector state is saved")
     # When a learned-detector anomaly becomes an alarm (analytics.alarm_policy; anomalies are recorded either way).
+    # The detectors' own anomalous state decides; a series first learns its normal for `detector_alarm_learn_s`.
     detector_alarm_learn_points: int = Field(default=0, ge=0, description="a series' first points raise no alarm")
+    detector_alarm_learn_s: float = Field(
+        default=86400.0, ge=0, description="a series raises no detector alarm in its first seconds of reading time"
+    )
     detector_alarm_high_score: float = Field(
-        default=0.78, ge=0, le=1, description="a detector score this high raises at once (0 = never at once)"
+        default=0.0, ge=0, le=1, description="a detector score this high raises at once (0 = the state decides)"
     )
-    detector_alarm_persist_points: int = Field(default=3, ge=1, description="anomalous points needed within the window")
-    detector_alarm_persist_window: int = Field(default=6, ge=1, description="the recent points counted, at most 62")
+    detector_alarm_persist_points: int = Field(default=1, ge=1, description="anomalous points needed within the window")
+    detector_alarm_persist_window: int = Field(default=1, ge=1, description="the recent points counted, at most 62")
     detector_alarm_device_gap_s: float = Field(
-        default=600.0, ge=0, description="reading time between new detector alarms of one device"
+        default=0.0, ge=0, description="reading time between new detector alarms of one device"
     )
+    # Joint detection, silence and flood control of alarms (analytics.scoring, analytics.flood).
+    joint_detection: bool = Field(default=True, description="watch each device's metrics jointly beside one by one")
+    silence_reports: float = Field(
+        default=2.5, gt=1, description="silent after this many report intervals without a reading (or the rule's time)"
+    )
+    silence_reminder_s: float = Field(
+        default=3600.0, gt=0, description="a silent device's alarm is notified again this often until acted on"
+    )
+    alarm_group_window_s: float = Field(
+        default=1800.0, ge=0, description="alarms of a device (silence: of a province) this close form one incident"
+    )
+    alarm_flap_count: int = Field(default=3, ge=2, description="raised this often within the flap window: flapping")
+    alarm_flap_window_s: float = Field(default=3600.0, gt=0, description="the flap window, in reading time")
+    notify_device_per_hour: float = Field(default=6.0, gt=0, description="notifications per device and hour at most")
+    notify_type_per_hour: float = Field(default=60.0, gt=0, description="notifications per device type and hour")
+    notify_province_per_hour: float = Field(default=120.0, gt=0, description="notifications per province and hour")
+    # The national center (api.federation): where province snapshots are pushed, and the daily province reports.
+    federation_url: str | None = Field(
+        default=None, description="national endpoint for province snapshots; unset = off"
+    )
+    federation_token: SecretStr | None = Field(default=None, description="bearer token the national endpoint expects")
+    federation_provinces: list[str] = Field(
+        default_factory=list, description='provinces this center reports, e.g. ["can-tho"]; empty = those with devices'
+    )
+    federation_period_s: float = Field(default=300.0, ge=10, description="one snapshot per province per period")
+    reports_dir: Path | None = Field(default=None, description="where the daily province reports (CSV) go; unset = off")
+    report_hour_local: int = Field(default=6, ge=0, le=23, description="hour (Asia/Ho_Chi_Minh) of the daily report")
+    # People's sessions (POST /auth/login) and the limits on failed logins and unknown tokens (api.access).
+    access_token_ttl_s: float = Field(default=900.0, gt=0, description="an access token's lifetime")
+    refresh_token_ttl_s: float = Field(
+        default=43200.0, gt=0, description="a session's lifetime: refresh tokens renew access tokens until then"
+    )
+    login_failure_window_s: float = Field(default=900.0, gt=0, description="failed logins are counted this long")
+    login_failures_per_user: int = Field(default=5, ge=1, description="failed logins of one username in the window")
+    login_failures_per_address: int = Field(
+        default=20, ge=1, description="failed logins from one client address in the window"
+    )
+    token_failure_window_s: float = Field(default=60.0, gt=0, description="unknown bearer tokens are counted this long")
+    token_failures_per_address: int = Field(
+        default=20, ge=1, description="unknown bearer tokens from one client address in the window"
+    )
+    # Grafana (dashboards/): where `ioc dashboards provision` upserts, and the datasource as Grafana reaches the
+    # database (defaults: the compose stack's read-only role "grafana" of deploy/timescaledb/initdb-grafana-reader.sh).
+    grafana_url: str = Field(default="http://127.0.0.1:3000", description="Grafana's address for its HTTP API")
+    grafana_token: SecretStr | None = Field(
+        default=None, description="a Grafana service account token (Editor or Admin); unset = grafana_user/password"
+    )
+    grafana_user: str = Field(default="admin", description="Grafana login used when no token is set")
+    grafana_password: SecretStr | None = Field(default=None, description="password of grafana_user")
+    grafana_db_host: str = Field(default="timescaledb:5432", description="host:port of the database as Grafana sees it")
+    grafana_db_name: str = Field(default="ioc", description="database Grafana reads")
+    grafana_db_user: str = Field(default="grafana", description="read-only role Grafana logs in as")
+    grafana_db_password: SecretStr | None = Field(
+        default=None,
+        description="its password; unset = provision leaves the datasource to file provisioning and only checks it",
+    )
+    grafana_db_sslmode: str = Field(default="disable", description="sslmode of Grafana's database connection")

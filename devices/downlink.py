@@ -19,14 +19,17 @@ from typing import Final
 import paho.mqtt.client as mqtt
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+from psycopg import sql
 
 from core.errors import InvalidRequest, NotFound
+from devices.audit import record_audit
 from devices.registry import DeviceDecommissioned, DeviceRecord, RegistryError, get_device
 from mqtt_client.client import connect, make_client
 from protocol.broker_url import BrokerAddress
 from protocol.commands import SET_INTERVAL, Command, CommandAck, command_problem, encode_command
 from protocol.topics import command_topic
 from store.pool import Conn
+from store.scope import Scope
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -63,11 +66,18 @@ def _record(row: tuple[object, ...]) -> CommandRecord:
 
 
 def create_command(
-    conn: Conn, *, device_id: str, name: str, params: Mapping[str, object], actor: str
+    conn: Conn,
+    *,
+    device_id: str,
+    name: str,
+    params: Mapping[str, object],
+    actor: str,
+    scope: Scope,
+    address: str | None = None,
 ) -> tuple[CommandRecord, DeviceRecord]:
-    """Record a command for an active device; CommandError when it breaks the contract, DeviceDecommissioned
-    when the device is retired."""
-    device = get_device(conn, device_id)
+    """Record (and audit) a command for an active device inside `scope`; UnknownDevice outside it,
+    CommandError when it breaks the contract, DeviceDecommissioned when the device is retired."""
+    device = get_device(conn, device_id, scope=scope)
     if not device.active:
         raise DeviceDecommissioned(f"device {device_id!r} is decommissioned")
     problem = command_problem(Command("0", name, params))
@@ -78,7 +88,16 @@ def create_command(
         (device_id, name, json.dumps(dict(params)), actor),
     ).fetchone()
     assert row is not None
-    return _record(row), device
+    command = _record(row)
+    record_audit(
+        conn,
+        actor=actor,
+        action="command.send",
+        target=device_id,
+        details={"command_id": command.command_id, "name": name, "params": dict(params)},
+        address=address,
+    )
+    return command, device
 
 
 def mark_command(conn: Conn, command_id: str, *, status: str, detail: str = "") -> CommandRecord:
@@ -128,10 +147,16 @@ def expire_commands(conn: Conn, *, timeout_s: float) -> int:
     return cur.rowcount
 
 
-def list_commands(conn: Conn, device_id: str, *, limit: int = 100) -> list[CommandRecord]:
+def list_commands(conn: Conn, device_id: str, *, scope: Scope, limit: int = 100) -> list[CommandRecord]:
+    """A device's commands, newest first; none when the device is outside `scope`."""
+    in_scope, scope_params = scope.where(table="d")
     rows = conn.execute(
-        f"SELECT {_COLUMNS} FROM device_commands WHERE device_id = %s ORDER BY created_at DESC, id LIMIT %s",
-        (device_id, limit),
+        sql.SQL(
+            "SELECT {} FROM device_commands c WHERE c.device_id = %s "
+            "AND EXISTS (SELECT 1 FROM devices d WHERE d.device_id = c.device_id AND {}) "
+            "ORDER BY c.created_at DESC, c.id LIMIT %s"
+        ).format(sql.SQL(_COLUMNS), in_scope),
+        [device_id, *scope_params, limit],
     ).fetchall()
     return [_record(r) for r in rows]
 
@@ -158,6 +183,11 @@ class CommandPublisher:
         self, client: mqtt.Client, userdata: object, flags: object, reason: ReasonCode, props: Properties | None
     ) -> None:
         self._connected.clear()
+
+    @property
+    def connected(self) -> bool:
+        """True while connected to the broker (the API's readiness reports it)."""
+        return self._connected.is_set()
 
     def __enter__(self) -> CommandPublisher:
         connect(self._client, self._address, persistent=False)

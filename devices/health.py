@@ -7,12 +7,15 @@ it is true from the moment the third interval passes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final, Literal
 
+from psycopg import sql
+
 from store.pool import Conn
+from store.scope import Scope
 
 SILENT_AFTER_INTERVALS: Final = 3
 HealthState = Literal["online", "silent", "offline", "unknown"]
@@ -48,6 +51,7 @@ class HealthSummary:
     silent: int
     offline: int
     unknown: int
+    type_code: str = "*"
 
 
 def record_status(conn: Conn, changes: Iterable[StatusChange]) -> int:
@@ -66,7 +70,7 @@ def record_status(conn: Conn, changes: Iterable[StatusChange]) -> int:
 
 
 # Activity = the last reading received, or the moment the device said it came online.
-_HEALTH_SQL: Final = f"""
+HEALTH_SQL: Final = f"""
 WITH seen AS (
     SELECT device_id, max(received_at) AS last_seen FROM device_latest GROUP BY device_id
 ), h AS (
@@ -107,6 +111,7 @@ def _health(row: tuple[object, ...]) -> DeviceHealth:
 def list_health(
     conn: Conn,
     *,
+    scope: Scope,
     province: str | None = None,
     sector: str | None = None,
     state: str | None = None,
@@ -114,22 +119,45 @@ def list_health(
     limit: int = 1000,
     offset: int = 0,
 ) -> list[DeviceHealth]:
+    """Health of the active devices inside `scope`, by device id."""
+    in_scope, scope_params = scope.where(table="x")
     rows = conn.execute(
-        f"SELECT * FROM ({_HEALTH_SQL}) x WHERE (%s::text IS NULL OR province = %s) "
-        "AND (%s::text IS NULL OR sector = %s) AND (%s::text IS NULL OR state = %s) "
-        "AND (%s::text IS NULL OR device_id = %s) ORDER BY device_id LIMIT %s OFFSET %s",
-        (province, province, sector, sector, state, state, device_id, device_id, limit, offset),
+        sql.SQL(
+            "SELECT * FROM ({}) x WHERE (%s::text IS NULL OR province = %s) "
+            "AND (%s::text IS NULL OR sector = %s) AND (%s::text IS NULL OR state = %s) "
+            "AND (%s::text IS NULL OR device_id = %s) AND {} ORDER BY device_id LIMIT %s OFFSET %s"
+        ).format(sql.SQL(HEALTH_SQL), in_scope),
+        [province, province, sector, sector, state, state, device_id, device_id, *scope_params, limit, offset],
     ).fetchall()
     return [_health(r) for r in rows]
 
 
-def summarize_health(conn: Conn, *, province: str | None = None) -> list[HealthSummary]:
-    """Counts per province and sector of active devices in each health state."""
+SummaryGroup = Literal["province", "sector", "type_code"]
+
+
+def summarize_health(
+    conn: Conn,
+    *,
+    scope: Scope,
+    province: str | None = None,
+    sector: str | None = None,
+    by: Sequence[SummaryGroup] = ("province", "sector"),
+) -> list[HealthSummary]:
+    """Counts of the active devices inside `scope` in each health state, grouped by `by` (province, sector or
+    device type; a field not grouped on is "*" in the result)."""
+    in_scope, scope_params = scope.where(table="x")
+    groups = [g for g in ("province", "sector", "type_code") if g in by]
+    columns = [sql.Identifier(g) if g in groups else sql.Literal("*") for g in ("province", "sector")]
+    type_column = sql.Identifier("type_code") if "type_code" in groups else sql.Literal("*")
+    group_by = sql.SQL("GROUP BY {}").format(sql.SQL(", ").join(map(sql.Identifier, groups))) if groups else sql.SQL("")
+    order_by = sql.SQL("ORDER BY {}").format(sql.SQL(", ").join(map(sql.Identifier, groups))) if groups else sql.SQL("")
     rows = conn.execute(
-        f"SELECT province, sector, count(*), count(*) FILTER (WHERE state = 'online'), "
-        "count(*) FILTER (WHERE state = 'silent'), count(*) FILTER (WHERE state = 'offline'), "
-        f"count(*) FILTER (WHERE state = 'unknown') FROM ({_HEALTH_SQL}) x "
-        "WHERE (%s::text IS NULL OR province = %s) GROUP BY province, sector ORDER BY province, sector",
-        (province, province),
+        sql.SQL(
+            "SELECT {}, {}, count(*), count(*) FILTER (WHERE state = 'online'), "
+            "count(*) FILTER (WHERE state = 'silent'), count(*) FILTER (WHERE state = 'offline'), "
+            "count(*) FILTER (WHERE state = 'unknown'), {} FROM ({}) x "
+            "WHERE (%s::text IS NULL OR province = %s) AND (%s::text IS NULL OR sector = %s) AND {} {} {}"
+        ).format(columns[0], columns[1], type_column, sql.SQL(HEALTH_SQL), in_scope, group_by, order_by),
+        [province, province, sector, sector, *scope_params],
     ).fetchall()
     return [HealthSummary(*r) for r in rows]

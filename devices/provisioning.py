@@ -1,6 +1,7 @@
 """Registry changes with credentials: provision (one or a CSV of many), update, move, decommission,
 rotate and revoke secrets. Every change is audited in the caller's transaction; secrets are returned once
-and never stored, only their hash (see `devices.credentials`).
+and never stored, only their hash (see `devices.credentials`). Changes stay within the caller's scope: a device
+outside it is unknown, and one cannot be created in or moved to a province or sector outside it (OutOfScope).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from typing import Final
 
 import psycopg
+from psycopg import sql
 
 from core.errors import UnknownDevice
 from devices.audit import record_audit, record_audit_many
@@ -25,9 +27,11 @@ from devices.registry import (
     DuplicateDevice,
     InvalidRegistryValue,
     RegistryError,
+    check_in_scope,
     get_device,
 )
 from store.pool import Conn
+from store.scope import Scope
 
 DEVICE_ID_RE: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 CSV_REQUIRED_COLUMNS: Final = ("device_id", "type_code", "province")
@@ -106,10 +110,13 @@ def provision_device(
     province: str,
     catalog: Catalog,
     actor: str,
+    scope: Scope,
     name: str = "",
     report_interval_s: float | None = None,
+    address: str | None = None,
 ) -> ProvisionedDevice:
-    """Register a device with a fresh secret; InvalidRegistryValue or DuplicateDevice when it cannot be."""
+    """Register a device with a fresh secret; InvalidRegistryValue or DuplicateDevice when it cannot be,
+    OutOfScope when its province and sector are outside the caller's `scope`."""
     new = _check_new(
         device_id=device_id,
         type_code=type_code,
@@ -119,6 +126,7 @@ def provision_device(
         catalog=catalog,
         provinces=_known_provinces(conn),
     )
+    check_in_scope(scope, province=new.province, sector=new.sector)
     secret = generate_secret()
     row = conn.execute(
         "INSERT INTO devices (device_id, type_code, province, sector, name, report_interval_s, secret_hash, "
@@ -134,6 +142,7 @@ def provision_device(
         action="device.create",
         target=device_id,
         details={"type_code": type_code, "province": province, "name": name, "report_interval_s": report_interval_s},
+        address=address,
     )
     return ProvisionedDevice(device=DeviceRecord(*row), secret=secret)
 
@@ -146,13 +155,16 @@ def update_device(
     device_id: str,
     *,
     actor: str,
+    scope: Scope,
     name: str | None = None,
     province: str | None = None,
     report_interval_s: float | object | None = _UNSET,
+    address: str | None = None,
 ) -> DeviceRecord:
     """Change a device's name, province (a move: readings keep the device id, so history stays) or report
-    interval (None = back to the type's). Each change is audited with its old and new value."""
-    before = get_device(conn, device_id)
+    interval (None = back to the type's). Each change is audited with its old and new value. A device outside
+    `scope` is unknown; a move out of it is OutOfScope."""
+    before = get_device(conn, device_id, scope=scope)
     if not before.active:
         raise DeviceDecommissioned(f"device {device_id!r} is decommissioned")
     changes: dict[str, tuple[object, object]] = {}
@@ -163,6 +175,7 @@ def update_device(
     if province is not None and province != before.province:
         if province not in _known_provinces(conn):
             raise InvalidRegistryValue(f"unknown province {province!r}")
+        check_in_scope(scope, province=province, sector=before.sector)
         changes["province"] = (before.province, province)
     if report_interval_s is not _UNSET and report_interval_s != before.report_interval_s:
         if report_interval_s is not None and not (isinstance(report_interval_s, int | float) and report_interval_s > 0):
@@ -170,15 +183,19 @@ def update_device(
         changes["report_interval_s"] = (before.report_interval_s, report_interval_s)
     if not changes:
         return before
+    in_scope, scope_params = scope.where()
     row = conn.execute(
-        "UPDATE devices SET name = %s, province = %s, report_interval_s = %s, updated_at = now() "
-        f"WHERE device_id = %s RETURNING {DEVICE_COLUMNS}",
-        (
+        sql.SQL(
+            "UPDATE devices SET name = %s, province = %s, report_interval_s = %s, updated_at = now() "
+            "WHERE device_id = %s AND {} RETURNING {}"
+        ).format(in_scope, sql.SQL(DEVICE_COLUMNS)),
+        [
             changes.get("name", (None, before.name))[1],
             changes.get("province", (None, before.province))[1],
             changes.get("report_interval_s", (None, before.report_interval_s))[1],
             device_id,
-        ),
+            *scope_params,
+        ],
     ).fetchone()
     if row is None:
         raise UnknownDevice(device_id)
@@ -189,51 +206,76 @@ def update_device(
         action=action,
         target=device_id,
         details={key: {"from": old, "to": new} for key, (old, new) in changes.items()},
+        address=address,
     )
     return DeviceRecord(*row)
 
 
-def decommission_device(conn: Conn, device_id: str, *, actor: str, reason: str = "") -> DeviceRecord:
-    """Retire a device: its credentials are revoked (the broker cuts it off), its history stays."""
+def decommission_device(
+    conn: Conn, device_id: str, *, actor: str, scope: Scope, reason: str = "", address: str | None = None
+) -> DeviceRecord:
+    """Retire a device: its credentials are revoked (the broker cuts it off), its history stays. A device
+    outside `scope` is unknown."""
+    in_scope, scope_params = scope.where()
     row = conn.execute(
-        "UPDATE devices SET status = 'decommissioned', decommissioned_at = now(), updated_at = now(), "
-        "secret_hash = NULL, credential_status = CASE WHEN credential_status = 'none' THEN 'none' ELSE 'revoked' END, "
-        "credential_changed_at = now() "
-        f"WHERE device_id = %s AND status = 'active' RETURNING {DEVICE_COLUMNS}",
-        (device_id,),
+        sql.SQL(
+            "UPDATE devices SET status = 'decommissioned', decommissioned_at = now(), updated_at = now(), "
+            "secret_hash = NULL, "
+            "credential_status = CASE WHEN credential_status = 'none' THEN 'none' ELSE 'revoked' END, "
+            "credential_changed_at = now() WHERE device_id = %s AND status = 'active' AND {} RETURNING {}"
+        ).format(in_scope, sql.SQL(DEVICE_COLUMNS)),
+        [device_id, *scope_params],
     ).fetchone()
     if row is None:
-        get_device(conn, device_id)  # UnknownDevice when it does not exist
+        get_device(conn, device_id, scope=scope)  # UnknownDevice when it does not exist (for this caller)
         raise DeviceDecommissioned(f"device {device_id!r} is already decommissioned")
-    record_audit(conn, actor=actor, action="device.decommission", target=device_id, details={"reason": reason})
+    record_audit(
+        conn,
+        actor=actor,
+        action="device.decommission",
+        target=device_id,
+        details={"reason": reason},
+        address=address,
+    )
     return DeviceRecord(*row)
 
 
-def rotate_secret(conn: Conn, device_id: str, *, actor: str) -> str:
+def rotate_secret(conn: Conn, device_id: str, *, actor: str, scope: Scope, address: str | None = None) -> str:
     """A new secret for an active device (also re-enables a revoked one); the old one stops working at the
-    next broker sync, which also disconnects a session that used it."""
+    next broker sync, which also disconnects a session that used it. A device outside `scope` is unknown."""
+    in_scope, scope_params = scope.where()
     cur = conn.execute(
-        "UPDATE devices SET secret_hash = %s, credential_status = 'active', credential_changed_at = now(), "
-        "updated_at = now() WHERE device_id = %s AND status = 'active'",
-        (hash_secret(secret := generate_secret()), device_id),
+        sql.SQL(
+            "UPDATE devices SET secret_hash = %s, credential_status = 'active', credential_changed_at = now(), "
+            "updated_at = now() WHERE device_id = %s AND status = 'active' AND {}"
+        ).format(in_scope),
+        [hash_secret(secret := generate_secret()), device_id, *scope_params],
     )
     if cur.rowcount == 0:
-        device = get_device(conn, device_id)
+        device = get_device(conn, device_id, scope=scope)
         raise DeviceDecommissioned(f"device {device.device_id!r} is decommissioned")
-    record_audit(conn, actor=actor, action="device.rotate_secret", target=device_id, details={})
+    record_audit(conn, actor=actor, action="device.rotate_secret", target=device_id, details={}, address=address)
     return secret
 
 
-def revoke_secret(conn: Conn, device_id: str, *, actor: str, reason: str = "") -> DeviceRecord:
-    """Revoke a device's credentials: it can no longer connect, and a live session is cut off at the next sync."""
+def revoke_secret(
+    conn: Conn, device_id: str, *, actor: str, scope: Scope, reason: str = "", address: str | None = None
+) -> DeviceRecord:
+    """Revoke a device's credentials: it can no longer connect, and a live session is cut off at the next sync.
+    A device outside `scope` is unknown."""
+    in_scope, scope_params = scope.where()
     row = conn.execute(
-        "UPDATE devices SET secret_hash = NULL, credential_status = 'revoked', credential_changed_at = now(), "
-        f"updated_at = now() WHERE device_id = %s RETURNING {DEVICE_COLUMNS}",
-        (device_id,),
+        sql.SQL(
+            "UPDATE devices SET secret_hash = NULL, credential_status = 'revoked', credential_changed_at = now(), "
+            "updated_at = now() WHERE device_id = %s AND {} RETURNING {}"
+        ).format(in_scope, sql.SQL(DEVICE_COLUMNS)),
+        [device_id, *scope_params],
     ).fetchone()
     if row is None:
         raise UnknownDevice(device_id)
-    record_audit(conn, actor=actor, action="device.revoke", target=device_id, details={"reason": reason})
+    record_audit(
+        conn, actor=actor, action="device.revoke", target=device_id, details={"reason": reason}, address=address
+    )
     return DeviceRecord(*row)
 
 
@@ -246,9 +288,12 @@ def _parse_interval(text: str) -> float | None:
         raise InvalidRegistryValue(f"report_interval_s {text[:40]!r} is not a number") from exc
 
 
-def import_devices_csv(conn: Conn, text: str, *, catalog: Catalog, actor: str) -> list[ImportRow]:
+def import_devices_csv(
+    conn: Conn, text: str, *, catalog: Catalog, actor: str, scope: Scope, address: str | None = None
+) -> list[ImportRow]:
     """Provision every good row of a CSV (`device_id,type_code,province[,name][,report_interval_s]`) and
-    report each row: a bad row is reported with its reason and does not stop the good ones.
+    report each row: a bad row (one outside the caller's `scope` too) is reported with its reason and does not
+    stop the good ones.
 
     Rows are checked in Python (type, province, id, duplicates in the file and in the registry), then the
     good ones go in with one COPY; should that lose a race with a concurrent insert, each row is retried on
@@ -269,12 +314,13 @@ def import_devices_csv(conn: Conn, text: str, *, catalog: Catalog, actor: str) -
         device_id = row.get("device_id", "")
         try:
             new = _check_row(raw, row, seen, catalog=catalog, provinces=provinces)
+            check_in_scope(scope, province=new.province, sector=new.sector)
         except RegistryError as exc:
             report[index] = ImportRow(row=index, device_id=device_id, ok=False, reason=str(exc))
             continue
         seen[device_id] = index
         candidates.append((index, new))
-    return _insert_checked(conn, report, candidates, actor=actor)
+    return _insert_checked(conn, report, candidates, actor=actor, address=address)
 
 
 def _check_row(
@@ -303,7 +349,12 @@ def _check_row(
 
 
 def _insert_checked(
-    conn: Conn, report: dict[int, ImportRow], candidates: list[tuple[int, _NewDevice]], *, actor: str
+    conn: Conn,
+    report: dict[int, ImportRow],
+    candidates: list[tuple[int, _NewDevice]],
+    *,
+    actor: str,
+    address: str | None,
 ) -> list[ImportRow]:
     existing = {
         str(r[0])
@@ -329,6 +380,7 @@ def _insert_checked(
     record_audit_many(
         conn,
         [(actor, "device.create", r.device_id, {"via": "csv_import", "row": r.row}) for r in report.values() if r.ok],
+        address=address,
     )
     return [report[i] for i in sorted(report)]
 

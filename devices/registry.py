@@ -1,4 +1,5 @@
-"""The device registry: device types and provinces synced from the catalog data, and the devices themselves."""
+"""The device registry: device types and provinces synced from the catalog data, and the devices themselves, read
+within a caller's scope (a device outside it is answered as an unknown one)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 
-from core.errors import Conflict, InvalidRequest, IocError, UnknownDevice
+from psycopg import sql
+
+from core.errors import Conflict, Forbidden, InvalidRequest, IocError, UnknownDevice
 from devices.catalog import Catalog
+from devices.health import HEALTH_SQL
 from devices.provinces import Province
 from store.pool import Conn
+from store.scope import Scope
 
 DEVICE_COLUMNS = (
     "device_id, type_code, province, sector, name, status, created_at, credential_status, report_interval_s"
@@ -31,6 +36,17 @@ class DuplicateDevice(RegistryError, Conflict):
 
 class DeviceDecommissioned(RegistryError, Conflict):
     """A change to a device that is decommissioned (or a second decommissioning)."""
+
+
+class OutOfScope(RegistryError, Forbidden):
+    """A device the caller may not place where it asked: a province or sector outside the caller's scope."""
+
+
+def check_in_scope(scope: Scope, *, province: str, sector: str) -> None:
+    """OutOfScope unless a device in `province` and `sector` is inside `scope` (for a device being created or
+    moved: what the caller asks for, not a stored row, which the queries scope themselves)."""
+    if not scope.allows(province=province, sector=sector):
+        raise OutOfScope(f"{province}/{sector} is outside your scope")
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +129,14 @@ def create_device(
     return _record(row)
 
 
-def get_device(conn: Conn, device_id: str) -> DeviceRecord:
-    row = conn.execute(f"SELECT {DEVICE_COLUMNS} FROM devices WHERE device_id = %s", (device_id,)).fetchone()
+def get_device(conn: Conn, device_id: str, *, scope: Scope) -> DeviceRecord:
+    """The device, or UnknownDevice when it is not registered or outside `scope` (the same answer, so that a
+    caller learns nothing of devices it may not see)."""
+    condition, params = scope.where()
+    row = conn.execute(
+        sql.SQL("SELECT {} FROM devices WHERE device_id = %s AND {}").format(sql.SQL(DEVICE_COLUMNS), condition),
+        [device_id, *params],
+    ).fetchone()
     if row is None:
         raise UnknownDevice(device_id)
     return _record(row)
@@ -129,11 +151,50 @@ def lookup_devices(conn: Conn, device_ids: Sequence[str]) -> dict[str, DeviceRec
 
 
 def list_devices(
-    conn: Conn, *, province: str | None = None, sector: str | None = None, limit: int = 1000, offset: int = 0
+    conn: Conn,
+    *,
+    scope: Scope,
+    province: str | None = None,
+    sector: str | None = None,
+    type_code: str | None = None,
+    status: str | None = None,
+    health: str | None = None,
+    search: str | None = None,
+    limit: int = 1000,
+    offset: int = 0,
 ) -> list[DeviceRecord]:
+    """Devices inside `scope`, by id, filtered by province, sector, type, registry status, health state
+    (devices.health) and a case-insensitive search in the id and name."""
+    condition, params = scope.where()
+    pattern = (
+        None if search is None else "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    )
     rows = conn.execute(
-        f"SELECT {DEVICE_COLUMNS} FROM devices WHERE (%s::text IS NULL OR province = %s) "
-        "AND (%s::text IS NULL OR sector = %s) ORDER BY device_id LIMIT %s OFFSET %s",
-        (province, province, sector, sector, limit, offset),
+        sql.SQL(
+            "SELECT {} FROM devices WHERE (%s::text IS NULL OR province = %s) "
+            "AND (%s::text IS NULL OR sector = %s) AND (%s::text IS NULL OR type_code = %s) "
+            "AND (%s::text IS NULL OR status = %s) "
+            "AND (%s::text IS NULL OR device_id ILIKE %s OR name ILIKE %s) "
+            "AND (%s::text IS NULL OR device_id IN (SELECT device_id FROM ({}) h WHERE h.state = %s)) "
+            "AND {} ORDER BY device_id LIMIT %s OFFSET %s"
+        ).format(sql.SQL(DEVICE_COLUMNS), sql.SQL(HEALTH_SQL), condition),
+        [
+            province,
+            province,
+            sector,
+            sector,
+            type_code,
+            type_code,
+            status,
+            status,
+            pattern,
+            pattern,
+            pattern,
+            health,
+            health,
+            *params,
+            limit,
+            offset,
+        ],
     ).fetchall()
     return [_record(r) for r in rows]

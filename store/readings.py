@@ -1,4 +1,5 @@
-"""The readings hypertable: batch writes through binary COPY, last values, and time-bucketed reads."""
+"""The readings hypertable: batch writes through binary COPY, last values, and time-bucketed reads; the reads
+(and those of a device's anomalies) within a caller's scope."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import psycopg
 from psycopg import sql
 
 from store.pool import Conn
+from store.scope import Scope
 
 QUALITY_GOOD = 0
 QUALITY_OUT_OF_RANGE = 1
@@ -118,6 +120,13 @@ class LatestValues:
         self._rows.clear()
 
 
+def _device_in_scope(scope: Scope) -> tuple[sql.Composed, list[list[str]]]:
+    """`EXISTS (…)`: the device named by the query's first parameter is registered and inside `scope`. Evaluated
+    once per query (it does not refer to the outer row), so the hypertable scan is not slowed."""
+    in_scope, params = scope.where(table="d")
+    return sql.SQL("EXISTS (SELECT 1 FROM devices d WHERE d.device_id = %s AND {})").format(in_scope), params
+
+
 @dataclass(frozen=True, slots=True)
 class StoredReading:
     ts: datetime
@@ -129,18 +138,29 @@ class StoredReading:
 def query_readings(
     conn: Conn,
     *,
+    scope: Scope,
     device_id: str,
     metric: str | None,
     start: datetime,
     end: datetime,
     limit: int,
+    newest_first: bool = True,
+    after: tuple[datetime, str] | None = None,
 ) -> list[StoredReading]:
-    """Raw readings of one device in [start, end), oldest first."""
+    """Raw readings of one device in [start, end), newest first (or oldest first), at most `limit`; `after` is the
+    (ts, metric) of the last reading of the previous page. None when the device is outside `scope`."""
+    in_scope, scope_params = _device_in_scope(scope)
+    direction = sql.SQL("DESC" if newest_first else "ASC")
+    page = (
+        sql.SQL("AND (ts, metric) {} (%s, %s)").format(sql.SQL("<" if newest_first else ">")) if after else sql.SQL("")
+    )
     rows = conn.execute(
-        "SELECT ts, metric, value, quality FROM readings "
-        "WHERE device_id = %s AND (%s::text IS NULL OR metric = %s) AND ts >= %s AND ts < %s "
-        "ORDER BY ts, metric LIMIT %s",
-        (device_id, metric, metric, start, end, limit),
+        sql.SQL(
+            "SELECT ts, metric, value, quality FROM readings WHERE {} "
+            "AND device_id = %s AND (%s::text IS NULL OR metric = %s) AND ts >= %s AND ts < %s {} "
+            "ORDER BY ts {}, metric {} LIMIT %s"
+        ).format(in_scope, page, direction, direction),
+        [device_id, *scope_params, device_id, metric, metric, start, end, *(after or ()), limit],
     ).fetchall()
     return [StoredReading(ts=r[0], metric=r[1], value=r[2], quality=r[3]) for r in rows]
 
@@ -158,19 +178,24 @@ class Bucket:
 def query_buckets(
     conn: Conn,
     *,
+    scope: Scope,
     device_id: str,
     metric: str | None,
     start: datetime,
     end: datetime,
     bucket_s: int,
 ) -> list[Bucket]:
-    """Per-bucket aggregates (time_bucket) of one device in [start, end)."""
+    """Per-bucket aggregates (time_bucket) of one device in [start, end); none when the device is outside
+    `scope`."""
+    in_scope, scope_params = _device_in_scope(scope)
     rows = conn.execute(
-        "SELECT time_bucket(make_interval(secs => %s), ts) AS b, metric, count(*), avg(value), min(value), "
-        "max(value) FROM readings "
-        "WHERE device_id = %s AND (%s::text IS NULL OR metric = %s) AND ts >= %s AND ts < %s "
-        "GROUP BY b, metric ORDER BY b, metric",
-        (bucket_s, device_id, metric, metric, start, end),
+        sql.SQL(
+            "SELECT time_bucket(make_interval(secs => %s), ts) AS b, metric, count(*), avg(value), min(value), "
+            "max(value) FROM readings WHERE {} "
+            "AND device_id = %s AND (%s::text IS NULL OR metric = %s) AND ts >= %s AND ts < %s "
+            "GROUP BY b, metric ORDER BY b, metric"
+        ).format(in_scope),
+        [bucket_s, device_id, *scope_params, device_id, metric, metric, start, end],
     ).fetchall()
     return [Bucket(start=r[0], metric=r[1], count=r[2], mean=r[3], minimum=r[4], maximum=r[5]) for r in rows]
 
@@ -184,9 +209,47 @@ class LatestValue:
     received_at: datetime
 
 
-def query_latest(conn: Conn, *, device_id: str) -> list[LatestValue]:
+def query_latest(conn: Conn, *, scope: Scope, device_id: str) -> list[LatestValue]:
+    """The newest reading per metric of one device; none when the device is outside `scope`."""
+    in_scope, scope_params = _device_in_scope(scope)
     rows = conn.execute(
-        "SELECT metric, ts, value, quality, received_at FROM device_latest WHERE device_id = %s ORDER BY metric",
-        (device_id,),
+        sql.SQL(
+            "SELECT metric, ts, value, quality, received_at FROM device_latest WHERE {} AND device_id = %s "
+            "ORDER BY metric"
+        ).format(in_scope),
+        [device_id, *scope_params, device_id],
     ).fetchall()
     return [LatestValue(metric=r[0], ts=r[1], value=r[2], quality=r[3], received_at=r[4]) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredAnomaly:
+    ts: datetime
+    metric: str
+    value: float
+    score: float
+    detector: str
+    details: dict[str, object]
+
+
+def query_anomalies(
+    conn: Conn,
+    *,
+    scope: Scope,
+    device_id: str,
+    metric: str | None,
+    start: datetime,
+    end: datetime,
+    limit: int,
+) -> list[StoredAnomaly]:
+    """Anomalous readings of one device in [start, end), oldest first; none when the device is outside `scope`."""
+    in_scope, scope_params = _device_in_scope(scope)
+    rows = conn.execute(
+        sql.SQL(
+            "SELECT ts, metric, value, score, detector, details FROM anomalies WHERE {} "
+            "AND device_id = %s AND (%s::text IS NULL OR metric = %s) AND ts >= %s AND ts < %s "
+            "ORDER BY ts, metric LIMIT %s"
+        ).format(in_scope),
+        [device_id, *scope_params, device_id, metric, metric, start, end, limit],
+    ).fetchall()
+    return [StoredAnomaly(ts=r[0], metric=r[1], value=r[2], score=r[3], detector=r[4], details=r[5]) for r in rows]

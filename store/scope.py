@@ -33,6 +33,9 @@ class Scope:
             self.sectors is None or sector in self.sectors
         )
 
+    def allows_sector(self, sector: str) -> bool:
+        return self.sectors is None or sector in self.sectors
+
     def where(
         self, *, province: str = "province", sector: str = "sector", table: str | None = None
     ) -> tuple[sql.Composed, list[list[str]]]:

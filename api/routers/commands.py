@@ -1,4 +1,5 @@
-"""Commands to devices: send one (operator), read a device's command history."""
+"""Commands to devices: send one (operator, to a device in their scope; audited), read a device's command
+history (within the caller's scope)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,10 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
 
-from api.auth import OperatorDep
+from api.auth import OperatorDep, PrincipalDep
 from api.errors import ErrorBody, error_responses
 from api.state import ConnDep, StateDep
-from core.errors import Conflict, InvalidRequest, NotFound
+from core.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthenticated
 from devices.downlink import CommandRecord, create_command, list_commands, mark_command
 from devices.registry import get_device
 
@@ -44,18 +45,24 @@ def _public(c: CommandRecord) -> CommandPublic:
     "/{device_id}/commands",
     status_code=202,
     responses={
-        **error_responses(NotFound, Conflict, InvalidRequest),
+        **error_responses(Unauthenticated, Forbidden, NotFound, Conflict, InvalidRequest),
         503: {"model": ErrorBody, "description": "this API runs without a broker connection"},
     },
 )
 def send_command(
-    conn: ConnDep, state: StateDep, operator: OperatorDep, device_id: str, body: CommandCreate
+    conn: ConnDep, state: StateDep, principal: OperatorDep, device_id: str, body: CommandCreate
 ) -> CommandPublic:
     """Record the command, publish it on the device's `cmd` topic (QoS 1); the ack arrives later."""
     if state.commands is None:
         raise HTTPException(status_code=503, detail="this API runs without a broker connection")
     command, device = create_command(
-        conn, device_id=device_id, name=body.name, params=body.params, actor=operator.actor
+        conn,
+        device_id=device_id,
+        name=body.name,
+        params=body.params,
+        actor=principal.actor,
+        scope=principal.scope,
+        address=principal.address,
     )
     conn.commit()  # recorded before it is sent: a fast ack always finds its command
     if state.commands.send(device, command):
@@ -66,9 +73,10 @@ def send_command(
     return _public(command)
 
 
-@router.get("/{device_id}/commands", responses=error_responses(NotFound))
+@router.get("/{device_id}/commands", responses=error_responses(Unauthenticated, NotFound))
 def read_commands(
-    conn: ConnDep, device_id: str, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    conn: ConnDep, principal: PrincipalDep, device_id: str, limit: Annotated[int, Query(ge=1, le=1000)] = 100
 ) -> list[CommandPublic]:
-    get_device(conn, device_id)  # UnknownDevice when it is not registered
-    return [_public(c) for c in list_commands(conn, device_id, limit=limit)]
+    """The device's commands, newest first."""
+    get_device(conn, device_id, scope=principal.scope)  # UnknownDevice when unknown or not in scope
+    return [_public(c) for c in list_commands(conn, device_id, scope=principal.scope, limit=limit)]

@@ -1,20 +1,23 @@
 """Devices: list, read one with its latest values, and the registry changes (admin): create, bulk import from
-CSV, update or move, decommission, rotate or revoke the secret. A secret appears once, in the response that
-created it."""
+CSV, update or move, decommission, rotate or revoke the secret; a device's audit trail (admin). A secret appears
+once, in the response that created it. Everything within the caller's scope: a device outside it is unknown."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Body, Query
 from pydantic import BaseModel, Field
 
-from api.auth import AdminDep
+from api.auth import AdminDep, PrincipalDep
 from api.errors import error_responses
+from api.params import Offset
+from api.routers.audit import AuditPublic
+from api.routers.quarantine import QuarantinePublic
 from api.state import ConnDep, StateDep
-from core.errors import Conflict, InvalidRequest, NotFound
-from devices.audit import list_audit
+from core.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthenticated
+from devices.audit import list_audit, record_location_read
 from devices.provisioning import (
     decommission_device,
     import_devices_csv,
@@ -24,6 +27,7 @@ from devices.provisioning import (
     update_device,
 )
 from devices.registry import DeviceRecord, get_device, list_devices
+from store.quarantine import QuarantineFilter, list_quarantined
 from store.readings import query_latest
 
 router = APIRouter(prefix="/devices", tags=["devices"])
@@ -98,54 +102,76 @@ class ImportReport(BaseModel):
     rows: list[ImportRowPublic]
 
 
-class AuditPublic(BaseModel):
-    at: datetime
-    actor: str
-    action: str
-    target: str
-    details: dict[str, object]
-
-
 def _public(device: DeviceRecord) -> DevicePublic:
     return DevicePublic.model_validate(device, from_attributes=True)
 
 
-@router.get("")
+_READ = error_responses(Unauthenticated)
+_ADMIN = (Unauthenticated, Forbidden)
+
+
+@router.get("", responses=_READ)
 def read_devices(
     conn: ConnDep,
-    province: str | None = None,
-    sector: str | None = None,
+    principal: PrincipalDep,
+    *,
+    province: Annotated[str | None, Query(max_length=64)] = None,
+    sector: Annotated[str | None, Query(max_length=32)] = None,
+    type_code: Annotated[str | None, Query(alias="type", max_length=64, description="device type code")] = None,
+    status: Annotated[Literal["active", "decommissioned"] | None, Query()] = None,
+    health: Annotated[Literal["online", "silent", "offline", "unknown"] | None, Query()] = None,
+    q: Annotated[str | None, Query(max_length=100, description="search in the id and the name")] = None,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> list[DevicePublic]:
-    return [_public(d) for d in list_devices(conn, province=province, sector=sector, limit=limit, offset=offset)]
+    """The devices within the caller's scope, by id, filtered by province, sector, type, status, health state and a
+    search in the id and name."""
+    devices = list_devices(
+        conn,
+        scope=principal.scope,
+        province=province,
+        sector=sector,
+        type_code=type_code,
+        status=status,
+        health=health,
+        search=q,
+        limit=limit,
+        offset=offset,
+    )
+    return [_public(d) for d in devices]
 
 
-@router.post("", status_code=201, responses=error_responses(Conflict, InvalidRequest))
-def create_device(conn: ConnDep, state: StateDep, operator: AdminDep, body: DeviceCreate) -> DeviceWithSecret:
+@router.post("", status_code=201, responses=error_responses(*_ADMIN, Conflict, InvalidRequest))
+def create_device(conn: ConnDep, state: StateDep, principal: AdminDep, body: DeviceCreate) -> DeviceWithSecret:
+    """Register a device (admin, in a province and sector of the admin's scope, else 403)."""
     created = provision_device(
         conn,
         device_id=body.device_id,
         type_code=body.type_code,
         province=body.province,
         catalog=state.catalog,
-        actor=operator.actor,
+        actor=principal.actor,
+        scope=principal.scope,
         name=body.name,
         report_interval_s=body.report_interval_s,
+        address=principal.address,
     )
     conn.commit()
     return DeviceWithSecret(**_public(created.device).model_dump(), secret=created.secret)
 
 
-@router.post("/import", responses=error_responses(InvalidRequest))
+@router.post("/import", responses=error_responses(*_ADMIN, InvalidRequest))
 def import_devices(
     conn: ConnDep,
     state: StateDep,
-    operator: AdminDep,
+    principal: AdminDep,
     csv_text: Annotated[str, Body(media_type="text/csv", max_length=IMPORT_MAX_BYTES)],
 ) -> ImportReport:
-    """Bulk provisioning: a CSV `device_id,type_code,province[,name][,report_interval_s]`; each row reported."""
-    rows = import_devices_csv(conn, csv_text, catalog=state.catalog, actor=operator.actor)
+    """Bulk provisioning: a CSV `device_id,type_code,province[,name][,report_interval_s]`; each row reported
+    (a row outside the admin's scope fails with its reason)."""
+    rows = import_devices_csv(
+        conn, csv_text, catalog=state.catalog, actor=principal.actor, scope=principal.scope, address=principal.address
+    )
     conn.commit()
     public = [
         ImportRowPublic(row=r.row, device_id=r.device_id, ok=r.ok, reason=r.reason, secret=r.secret or None)
@@ -155,47 +181,88 @@ def import_devices(
     return ImportReport(ok=ok, failed=len(rows) - ok, rows=public)
 
 
-@router.get("/{device_id}", responses=error_responses(NotFound))
-def read_device(conn: ConnDep, device_id: str) -> DeviceDetail:
-    device = get_device(conn, device_id)
-    latest = [LatestPublic.model_validate(v, from_attributes=True) for v in query_latest(conn, device_id=device_id)]
+@router.get("/{device_id}", responses=error_responses(Unauthenticated, NotFound))
+def read_device(conn: ConnDep, principal: PrincipalDep, device_id: str) -> DeviceDetail:
+    """One device with its latest value per metric (a bus tracker's position is a location read: audited)."""
+    device = get_device(conn, device_id, scope=principal.scope)
+    values = query_latest(conn, scope=principal.scope, device_id=device_id)
+    if record_location_read(
+        conn,
+        actor=principal.actor,
+        address=principal.address,
+        device_id=device_id,
+        sector=device.sector,
+        metrics={v.metric for v in values},
+        via="device",
+    ):
+        conn.commit()
+    latest = [LatestPublic.model_validate(v, from_attributes=True) for v in values]
     return DeviceDetail(**_public(device).model_dump(), latest=latest)
 
 
-@router.patch("/{device_id}", responses=error_responses(NotFound, Conflict, InvalidRequest))
-def patch_device(conn: ConnDep, operator: AdminDep, device_id: str, body: DeviceUpdate) -> DevicePublic:
+@router.patch("/{device_id}", responses=error_responses(*_ADMIN, NotFound, Conflict, InvalidRequest))
+def patch_device(conn: ConnDep, principal: AdminDep, device_id: str, body: DeviceUpdate) -> DevicePublic:
+    """Rename, move (within the admin's scope, else 403) or change the report interval."""
     changes: dict[str, object] = {"name": body.name, "province": body.province}
     if "report_interval_s" in body.model_fields_set:
         changes["report_interval_s"] = body.report_interval_s
-    device = update_device(conn, device_id, actor=operator.actor, **changes)  # type: ignore[arg-type]
+    device = update_device(
+        conn,
+        device_id,
+        actor=principal.actor,
+        scope=principal.scope,
+        address=principal.address,
+        **changes,  # type: ignore[arg-type]
+    )
     conn.commit()
     return _public(device)
 
 
-@router.post("/{device_id}/decommission", responses=error_responses(NotFound, Conflict))
-def decommission(conn: ConnDep, operator: AdminDep, device_id: str, body: RevokeRequest) -> DevicePublic:
-    device = decommission_device(conn, device_id, actor=operator.actor, reason=body.reason)
+@router.post("/{device_id}/decommission", responses=error_responses(*_ADMIN, NotFound, Conflict))
+def decommission(conn: ConnDep, principal: AdminDep, device_id: str, body: RevokeRequest) -> DevicePublic:
+    device = decommission_device(
+        conn, device_id, actor=principal.actor, scope=principal.scope, reason=body.reason, address=principal.address
+    )
     conn.commit()
     return _public(device)
 
 
-@router.post("/{device_id}/secret", responses=error_responses(NotFound, Conflict))
-def rotate(conn: ConnDep, operator: AdminDep, device_id: str) -> SecretPublic:
+@router.post("/{device_id}/secret", responses=error_responses(*_ADMIN, NotFound, Conflict))
+def rotate(conn: ConnDep, principal: AdminDep, device_id: str) -> SecretPublic:
     """A new secret (the old one stops working and its session is cut off at the next broker sync)."""
-    secret = rotate_secret(conn, device_id, actor=operator.actor)
+    secret = rotate_secret(conn, device_id, actor=principal.actor, scope=principal.scope, address=principal.address)
     conn.commit()
     return SecretPublic(device_id=device_id, secret=secret)
 
 
-@router.post("/{device_id}/revoke", responses=error_responses(NotFound))
-def revoke(conn: ConnDep, operator: AdminDep, device_id: str, body: RevokeRequest) -> DevicePublic:
-    device = revoke_secret(conn, device_id, actor=operator.actor, reason=body.reason)
+@router.post("/{device_id}/revoke", responses=error_responses(*_ADMIN, NotFound))
+def revoke(conn: ConnDep, principal: AdminDep, device_id: str, body: RevokeRequest) -> DevicePublic:
+    device = revoke_secret(
+        conn, device_id, actor=principal.actor, scope=principal.scope, reason=body.reason, address=principal.address
+    )
     conn.commit()
     return _public(device)
 
 
-@router.get("/{device_id}/audit")
-def read_audit(conn: ConnDep, device_id: str, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[AuditPublic]:
-    return [
-        AuditPublic.model_validate(e, from_attributes=True) for e in list_audit(conn, target=device_id, limit=limit)
-    ]
+@router.get("/{device_id}/audit", responses=error_responses(*_ADMIN, NotFound))
+def read_audit(
+    conn: ConnDep, principal: AdminDep, device_id: str, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> list[AuditPublic]:
+    """The device's audit trail, newest first (admin: the audit log names people and their notes)."""
+    get_device(conn, device_id, scope=principal.scope)  # UnknownDevice when it is not registered or not in scope
+    entries = list_audit(conn, scope=principal.scope, target=device_id, limit=limit)
+    return [AuditPublic.model_validate(e, from_attributes=True) for e in entries]
+
+
+@router.get("/{device_id}/quarantine", responses=error_responses(Unauthenticated, NotFound))
+def read_device_quarantine(
+    conn: ConnDep,
+    principal: PrincipalDep,
+    device_id: str,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> list[QuarantinePublic]:
+    """The device's most recent refused messages with their reasons, newest first (the raw bytes stay with the
+    admins: GET /quarantine/{id})."""
+    get_device(conn, device_id, scope=principal.scope)  # UnknownDevice when unknown or not in scope
+    entries = list_quarantined(conn, QuarantineFilter(scope=principal.scope, device_id=device_id), limit=limit)
+    return [QuarantinePublic.model_validate(e, from_attributes=True) for e in entries]

@@ -26,13 +26,13 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ioc.cli import analytics, bench, center, devices, keys, simulate
+    from ioc.cli import analytics, bench, center, dashboards, devices, keys, maintenance, quarantine, simulate, users
 
     parser = argparse.ArgumentParser(prog="ioc", description="IoT telemetry ingestion and monitoring center")
     parser.add_argument("--version", action="version", version=f"ioc {_version()}")
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING (default: IOC_LOG_LEVEL or INFO)")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (center, devices, keys, simulate, analytics, bench):
+    for group in (center, devices, users, keys, quarantine, simulate, analytics, maintenance, dashboards, bench):
         group.add_parsers(sub)
     return parser
 

@@ -17,17 +17,10 @@ def command_database() -> Iterator[Any]:
     from store.pool import connect
 
     settings = Settings()
-    url: str | None = None
-    if settings.database_url is not None:
-        url = settings.database_url.get_secret_value()
-    else:
-        port_file = settings.runtime_dir / "postgres.port"
-        if (settings.runtime_dir / "postgres" / "data" / "postmaster.pid").exists() and port_file.exists():
-            url = f"postgresql://ioc@127.0.0.1:{port_file.read_text().strip()}/ioc"
-    with contextlib.ExitStack() as stack:
-        if url is None:
-            url = stack.enter_context(center_services(settings)).database_url
-            migrate_database(url)
+    # A running center's embedded database is attached to (never stopped); otherwise one is started for this call.
+    with center_services(settings) as urls:
+        url = urls.database_url
+        migrate_database(url)
         with connect(url) as conn:
             yield conn
             conn.commit()

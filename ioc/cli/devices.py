@@ -1,7 +1,8 @@
 """`ioc devices …`: the registry from the command line. Secrets are printed once (or written to a 0600 file).
 
 The broker follows the registry through the device monitor of a running `ioc up` (it re-renders the access
-files within a second of a change); with no center running, the next `ioc up` syncs at start.
+files within a second of a change); with no center running, the next `ioc up` syncs at start. The command line
+runs with the database's own rights: its calls pass the all-scope `EVERYTHING`, and the actor is `cli`.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ def _print_device(device: Any) -> None:
 def cmd_create(args: argparse.Namespace) -> int:
     from devices.catalog import load_catalog
     from devices.provisioning import provision_device
+    from store.scope import EVERYTHING
 
     with command_database() as conn:
         created = provision_device(
@@ -93,6 +95,7 @@ def cmd_create(args: argparse.Namespace) -> int:
             province=args.province,
             catalog=load_catalog(),
             actor=ACTOR,
+            scope=EVERYTHING,
             name=args.name,
             report_interval_s=args.interval,
         )
@@ -103,9 +106,11 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     from devices.registry import list_devices
+    from store.scope import EVERYTHING
 
     with command_database() as conn:
-        for device in list_devices(conn, province=args.province, sector=args.sector, limit=args.limit):
+        devices = list_devices(conn, scope=EVERYTHING, province=args.province, sector=args.sector, limit=args.limit)
+        for device in devices:
             _print_device(device)
     return 0
 
@@ -114,40 +119,44 @@ def cmd_show(args: argparse.Namespace) -> int:
     from devices.audit import list_audit
     from devices.health import list_health
     from devices.registry import get_device
+    from store.scope import EVERYTHING
 
     with command_database() as conn:
-        _print_device(get_device(conn, args.device_id))
-        for h in list_health(conn, device_id=args.device_id):
+        _print_device(get_device(conn, args.device_id, scope=EVERYTHING))
+        for h in list_health(conn, scope=EVERYTHING, device_id=args.device_id):
             print(f"health: {h.state} (online: {h.online}, last seen: {h.last_seen})")
-        for entry in list_audit(conn, target=args.device_id):
+        for entry in list_audit(conn, scope=EVERYTHING, target=args.device_id):
             print(f"{entry.at:%Y-%m-%d %H:%M:%S%z}\t{entry.actor}\t{entry.action}\t{dict(entry.details)}")
     return 0
 
 
 def cmd_update(args: argparse.Namespace) -> int:
     from devices.provisioning import update_device
+    from store.scope import EVERYTHING
 
     changes: dict[str, Any] = {"name": args.name}
     if args.interval is not None:
         changes["report_interval_s"] = args.interval or None
     with command_database() as conn:
-        _print_device(update_device(conn, args.device_id, actor=ACTOR, **changes))
+        _print_device(update_device(conn, args.device_id, actor=ACTOR, scope=EVERYTHING, **changes))
     return 0
 
 
 def cmd_move(args: argparse.Namespace) -> int:
     from devices.provisioning import update_device
+    from store.scope import EVERYTHING
 
     with command_database() as conn:
-        _print_device(update_device(conn, args.device_id, actor=ACTOR, province=args.province))
+        _print_device(update_device(conn, args.device_id, actor=ACTOR, scope=EVERYTHING, province=args.province))
     return 0
 
 
 def cmd_decommission(args: argparse.Namespace) -> int:
     from devices.provisioning import decommission_device
+    from store.scope import EVERYTHING
 
     with command_database() as conn:
-        _print_device(decommission_device(conn, args.device_id, actor=ACTOR, reason=args.reason))
+        _print_device(decommission_device(conn, args.device_id, actor=ACTOR, scope=EVERYTHING, reason=args.reason))
     return 0
 
 
@@ -158,12 +167,13 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     from devices.catalog import load_catalog
     from devices.provisioning import import_devices_csv
+    from store.scope import EVERYTHING
 
     started = time.monotonic()
     text = args.csv_file.read()
     fd = os.open(args.secrets_out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with command_database() as conn, os.fdopen(fd, "w", encoding="utf-8", newline="") as out:
-        rows = import_devices_csv(conn, text, catalog=load_catalog(), actor=ACTOR)
+        rows = import_devices_csv(conn, text, catalog=load_catalog(), actor=ACTOR, scope=EVERYTHING)
         writer = csv.writer(out)
         writer.writerow(["device_id", "secret"])
         writer.writerows([r.device_id, r.secret] for r in rows if r.ok)
@@ -179,16 +189,18 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 def cmd_rotate(args: argparse.Namespace) -> int:
     from devices.provisioning import rotate_secret
+    from store.scope import EVERYTHING
 
     with command_database() as conn:
-        secret = rotate_secret(conn, args.device_id, actor=ACTOR)
+        secret = rotate_secret(conn, args.device_id, actor=ACTOR, scope=EVERYTHING)
     print(f"new secret for {args.device_id} (shown once): {secret}")
     return 0
 
 
 def cmd_revoke(args: argparse.Namespace) -> int:
     from devices.provisioning import revoke_secret
+    from store.scope import EVERYTHING
 
     with command_database() as conn:
-        _print_device(revoke_secret(conn, args.device_id, actor=ACTOR, reason=args.reason))
+        _print_device(revoke_secret(conn, args.device_id, actor=ACTOR, scope=EVERYTHING, reason=args.reason))
     return 0

@@ -10,7 +10,7 @@ from ioc.cli.database import command_database
 ACTOR = "cli"
 
 
-def _names(text: str | None) -> list[str] | None:
+def scope_names(text: str | None) -> list[str] | None:
     """`a,b` → ["a", "b"]; unset or `all` → None (every one)."""
     if text is None or text.strip().lower() == "all":
         return None
@@ -41,7 +41,7 @@ def cmd_create(args: argparse.Namespace) -> int:
     from api.access.keys import create_api_key
     from store.scope import Scope
 
-    scope = Scope.of(provinces=_names(args.provinces), sectors=_names(args.sectors))
+    scope = Scope.of(provinces=scope_names(args.provinces), sectors=scope_names(args.sectors))
     with command_database() as conn:
         key = create_api_key(
             conn, name=args.name, role=args.role, scope=scope, lifetime=timedelta(days=args.days), actor=ACTOR

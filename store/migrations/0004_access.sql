@@ -14,7 +14,8 @@ CREATE TABLE users (
     updated_at          timestamptz NOT NULL DEFAULT now()
 );
 
--- A login: a short-lived access token and a longer-lived refresh token, both revocable at once.
+-- A login: a short-lived access token and a refresh token that renews it (both rotate on every refresh) until the
+-- session ends at refresh_expires_at; revocable at once.
 CREATE TABLE sessions (
     session_id         bigserial PRIMARY KEY,
     user_id            bigint NOT NULL REFERENCES users (user_id) ON DELETE CASCADE,
@@ -27,6 +28,17 @@ CREATE TABLE sessions (
     revoked_at         timestamptz
 );
 CREATE INDEX sessions_user ON sessions (user_id) WHERE revoked_at IS NULL;
+
+-- The tokens a refresh replaced. Presenting a spent refresh token again means it was copied: its session is
+-- revoked. A replaced access token is remembered so that a client still holding one is not taken for a guesser.
+CREATE TABLE spent_tokens (
+    refresh_hash text PRIMARY KEY,
+    access_hash  text NOT NULL,
+    session_id   bigint NOT NULL REFERENCES sessions (session_id) ON DELETE CASCADE,
+    spent_at     timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX spent_tokens_access ON spent_tokens (access_hash);
+CREATE INDEX spent_tokens_session ON spent_tokens (session_id);
 
 -- Machine keys (the national center, integrations): shown once, always expire.
 CREATE TABLE api_keys (
@@ -49,15 +61,18 @@ SELECT name, token_hash, role, now() + interval '30 days', 'migration 0004', cre
 FROM api_tokens WHERE revoked_at IS NULL;
 DROP TABLE api_tokens;
 
--- Login attempts, for rate limiting per user and per address.
+-- Login attempts, for rate limiting per user and per address; an attempt counts as failed until its password is
+-- verified, and rows older than the rate-limit window are pruned.
 CREATE TABLE login_attempts (
-    at       timestamptz NOT NULL DEFAULT now(),
-    username text NOT NULL,
-    address  text NOT NULL,
-    ok       boolean NOT NULL
+    attempt_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at         timestamptz NOT NULL DEFAULT now(),
+    username   text NOT NULL,
+    address    text NOT NULL,
+    ok         boolean NOT NULL
 );
 CREATE INDEX login_attempts_user ON login_attempts (username, at DESC);
 CREATE INDEX login_attempts_address ON login_attempts (address, at DESC);
+CREATE INDEX login_attempts_at ON login_attempts (at);
 
 -- Where an audited action came from.
 ALTER TABLE audit_log ADD COLUMN address text;

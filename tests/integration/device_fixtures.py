@@ -100,6 +100,7 @@ def provision_fixture(database: ScratchDatabase, catalog: Catalog) -> Callable[.
                 province=province,
                 catalog=catalog,
                 actor="test",
+                scope=EVERYTHING,
                 **kw,  # type: ignore[arg-type]
             )
             conn.commit()

@@ -28,6 +28,7 @@ from protocol.topics import alerts_topic
 from store.pool import Pool, open_pool
 from store.readings import write_readings
 from tests.integration.conftest import ApiServer, ScratchDatabase
+from tests.integration.device_fixtures import tokens_fixture  # noqa: F401
 
 PROVINCE = "can-tho"
 T0 = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
@@ -177,6 +178,7 @@ def test_raise_deduplicate_acknowledge_autoclear_and_notify(
     listener: AlertListener,
     webhook: WebhookReceiver,
     api: Callable[[], ApiServer],
+    tokens: dict[str, dict[str, str]],
 ) -> None:
     register("fridge-ct-1", "vaccine_fridge", PROVINCE)
     clock = Clock(T0 + timedelta(minutes=12))
@@ -221,25 +223,26 @@ def test_raise_deduplicate_acknowledge_autoclear_and_notify(
         listener.next(timeout_s=0.5)
 
     with api() as client:
-        assert client.post(f"/alarms/{alarm['id']}/ack", json={"note": "no name"}).status_code == 422
-        assert client.post("/alarms/999999/ack", json={"by": "lan"}).status_code == 404
-        acked = client.post(f"/alarms/{alarm['id']}/ack", json={"by": "nguyen.lan", "note": "on my way"})
+        client.headers.update(tokens["operator"])
+        assert client.post(f"/alarms/{alarm['id']}/ack", json={"by": "nguyen.lan"}).status_code == 422
+        assert client.post("/alarms/999999/ack", json={}).status_code == 404
+        acked = client.post(f"/alarms/{alarm['id']}/ack", json={"note": "on my way"})
         assert acked.status_code == 200, acked.text
         body = acked.json()
         assert (body["status"], body["acknowledged_by"], body["ack_note"]) == (
             "acknowledged",
-            "nguyen.lan",
+            "key:test-operator",
             "on my way",
         )
         assert datetime.fromisoformat(body["acknowledged_at"]) <= datetime.now(UTC)
-        again = client.post(f"/alarms/{alarm['id']}/ack", json={"by": "someone"})
+        again = client.post(f"/alarms/{alarm['id']}/ack", json={})
         assert again.status_code == 409 and "acknowledged" in again.json()["detail"]
 
         # The alarm links to the readings that raised it.
         link = body["readings"]
         assert link.startswith("/devices/fridge-ct-1/readings?metric=temperature&from=")
         linked = client.get(link).json()
-        assert [r["value"] for r in linked] == [9.2] * 10 + [9.4] * 2 + [9.6] * 3
+        assert [r["value"] for r in linked] == [9.6] * 3 + [9.4] * 2 + [9.2] * 10  # newest first
 
         listed = client.get("/alarms", params={"status": "acknowledged", "province": PROVINCE}).json()
         assert [a["id"] for a in listed] == [alarm["id"]]
@@ -255,8 +258,8 @@ def test_raise_deduplicate_acknowledge_autoclear_and_notify(
             "condition_ended",
             "ioc-analytics",
         )
-        assert cleared["acknowledged_by"] == "nguyen.lan"  # who acknowledged is kept
-        assert client.post(f"/alarms/{alarm['id']}/clear", json={"by": "lan"}).status_code == 409
+        assert cleared["acknowledged_by"] == "key:test-operator"  # who acknowledged is kept
+        assert client.post(f"/alarms/{alarm['id']}/clear", json={}).status_code == 409
     event = listener.next()
     assert (event["event"], event["alarm"]["status"]) == ("cleared", "cleared")  # type: ignore[index]
     assert webhook.received.get(timeout=15)["event"] == "cleared"
@@ -264,7 +267,7 @@ def test_raise_deduplicate_acknowledge_autoclear_and_notify(
     with database.connect() as conn:
         target = f"alarm:{alarm['id']}"
         audit = conn.execute("SELECT actor, action FROM audit_log WHERE target = %s ORDER BY id", (target,)).fetchall()
-    assert audit == [("nguyen.lan", "alarm.acknowledge"), ("ioc-analytics", "alarm.clear")]
+    assert audit == [("key:test-operator", "alarm.acknowledge"), ("ioc-analytics", "alarm.clear")]
 
     # A new excursion after the clear is a new alarm.
     _write(database, "fridge-ct-1", "temperature", _minutes(16, 27, 8.5))
@@ -280,6 +283,7 @@ def test_unacknowledged_alarm_escalates_one_level_per_period_until_acknowledged(
     notifier: Notifier,
     listener: AlertListener,
     api: Callable[[], ApiServer],
+    tokens: dict[str, dict[str, str]],
 ) -> None:
     register("fridge-ct-2", "vaccine_fridge", PROVINCE)
     clock = Clock(T0 + timedelta(minutes=6))
@@ -324,7 +328,7 @@ def test_unacknowledged_alarm_escalates_one_level_per_period_until_acknowledged(
     assert job.tick().raised == 1
     second = next(a for a in _alarms(database) if a["device_id"] == "fridge-ct-3")
     with api() as client:
-        assert client.post(f"/alarms/{second['id']}/ack", json={"by": "op"}).status_code == 200
+        assert client.post(f"/alarms/{second['id']}/ack", headers=tokens["operator"]).status_code == 200
     for _ in range(3):
         clock.now += timedelta(seconds=600)
         door_open("fridge-ct-2")
@@ -362,6 +366,7 @@ def test_operator_clear_and_anomalies_endpoint(
     catalog: Catalog,
     pool: Pool,
     api: Callable[[], ApiServer],
+    tokens: dict[str, dict[str, str]],
 ) -> None:
     register("fridge-ct-5", "vaccine_fridge", PROVINCE)
     job = _job(pool, catalog, None, Clock(T0 + timedelta(hours=4)), LowVoltageDetector, detector_threshold=0.5)
@@ -374,6 +379,7 @@ def test_operator_clear_and_anomalies_endpoint(
     detector_alarm = next(a for a in _alarms(database) if a["source"] == "detector")
     assert detector_alarm["metric"] == "battery_v" and detector_alarm["kind"] == "univariate"
     with api() as client:
+        client.headers.update(tokens["operator"])
         found = client.get(
             "/devices/fridge-ct-5/anomalies",
             params={"from": T0.isoformat(), "to": (T0 + timedelta(days=1)).isoformat()},
@@ -381,14 +387,12 @@ def test_operator_clear_and_anomalies_endpoint(
         assert [(a["metric"], a["value"], a["detector"]) for a in found] == [("battery_v", 3.0, "univariate")]
         assert 0.0 < found[0]["score"] <= 1.0
         assert client.get("/devices/nobody/anomalies").status_code == 404
-        cleared = client.post(
-            f"/alarms/{detector_alarm['id']}/clear", json={"by": "tech.minh", "note": "battery swapped"}
-        )
+        cleared = client.post(f"/alarms/{detector_alarm['id']}/clear", json={"note": "battery swapped"})
         assert cleared.status_code == 200
         body = cleared.json()
         assert (body["status"], body["cleared_by"], body["clear_reason"], body["clear_note"]) == (
             "cleared",
-            "tech.minh",
+            "key:test-operator",
             "operator",
             "battery swapped",
         )

@@ -39,6 +39,7 @@ def test_an_unknown_device_is_404_with_its_name_on_every_route(
 ) -> None:
     admin = tokens["admin"]
     with api() as client:
+        client.headers.update(tokens["viewer"])
         for response in (
             client.get("/devices/nope"),
             client.patch("/devices/nope", json={"name": "x"}, headers=admin),
@@ -49,6 +50,7 @@ def test_an_unknown_device_is_404_with_its_name_on_every_route(
             client.get("/devices/nope/buckets"),
             client.get("/devices/nope/anomalies"),
             client.get("/devices/nope/commands"),
+            client.get("/devices/nope/audit", headers=admin),
         ):
             assert _error(response, 404) == "unknown device 'nope'", response.request.url
         assert _error(client.get("/device-health/nope"), 404) == "unknown or decommissioned device 'nope'"
@@ -94,7 +96,10 @@ def test_registry_conflicts_are_409_and_bad_values_422(
 
 
 def test_clearing_a_cleared_alarm_is_409_and_changes_nothing(
-    database: ScratchDatabase, register: Callable[..., DeviceRecord], api: Callable[[], ApiServer]
+    database: ScratchDatabase,
+    register: Callable[..., DeviceRecord],
+    api: Callable[[], ApiServer],
+    tokens: dict[str, dict[str, str]],
 ) -> None:
     register("fridge-ct-9", "vaccine_fridge", "can-tho")
     signal = AlarmSignal(
@@ -118,29 +123,31 @@ def test_clearing_a_cleared_alarm_is_409_and_changes_nothing(
         alarm, _ = raise_alarm(conn, signal, now=T0)
         conn.commit()
     with api() as client:
+        client.headers.update(tokens["operator"])
         assert _error(client.get("/alarms/999999"), 404) == "no alarm 999999"
-        assert _error(client.post("/alarms/999999/clear", json={"by": "lan"}), 404) == "no alarm 999999"
-        assert client.post(f"/alarms/{alarm.id}/clear", json={"by": "lan", "note": "fixed"}).status_code == 200
-        again = _error(client.post(f"/alarms/{alarm.id}/clear", json={"by": "minh", "note": "me too"}), 409)
-        assert again == f"alarm {alarm.id} is already cleared (by lan)"
-        ack = _error(client.post(f"/alarms/{alarm.id}/ack", json={"by": "minh"}), 409)
+        assert _error(client.post("/alarms/999999/clear", json={}), 404) == "no alarm 999999"
+        assert client.post(f"/alarms/{alarm.id}/clear", json={"note": "fixed"}).status_code == 200
+        again = _error(client.post(f"/alarms/{alarm.id}/clear", json={"note": "me too"}), 409)
+        assert again == f"alarm {alarm.id} is already cleared (by key:test-operator)"
+        ack = _error(client.post(f"/alarms/{alarm.id}/ack"), 409)
         assert ack == f"alarm {alarm.id} is cleared; only an active alarm can be acknowledged"
         after = client.get(f"/alarms/{alarm.id}").json()
     assert (after["status"], after["cleared_by"], after["clear_note"], after["acknowledged_by"]) == (
         "cleared",
-        "lan",
+        "key:test-operator",
         "fixed",
         None,
     )
 
 
 def test_request_values_the_api_refuses_are_422_with_a_message(
-    register: Callable[..., DeviceRecord], api: Callable[[], ApiServer]
+    register: Callable[..., DeviceRecord], api: Callable[[], ApiServer], tokens: dict[str, dict[str, str]]
 ) -> None:
     register("soil-ct-9", "soil_probe", "can-tho")
     naive = "2026-11-22T08:00:00"
     start, end = T0.isoformat(), (T0 + timedelta(hours=1)).isoformat()
     with api() as client:
+        client.headers.update(tokens["operator"])
         for path in ("/devices/soil-ct-9/readings", "/devices/soil-ct-9/buckets", "/devices/soil-ct-9/anomalies"):
             assert (
                 _error(client.get(path, params={"from": naive}), 422)
@@ -161,10 +168,20 @@ def test_request_values_the_api_refuses_are_422_with_a_message(
             _error(client.get("/device-health", params={"state": "asleep"}), 422)
             == "state must be one of online, silent, offline, unknown"
         )
-        # FastAPI's own validation keeps its shape: a list of the fields at fault.
-        invalid = client.post("/alarms/1/ack", json={})
+        # FastAPI's own validation keeps its shape: a list of the fields at fault. The actor is the token's
+        # principal: a name in the body is refused, not silently ignored.
+        invalid = client.post("/alarms/1/ack", json={"by": "someone else"})
         assert invalid.status_code == 422
-        assert [p["loc"] for p in invalid.json()["detail"]] == [["body", "by"]]
+        assert [(p["loc"], p["type"]) for p in invalid.json()["detail"]] == [(["body", "by"], "extra_forbidden")]
+        # Integers the database cannot hold are refused at the edge.
+        for path, params in (
+            ("/devices", {"offset": str(2**63)}),
+            ("/alarms", {"offset": str(2**63)}),
+            ("/device-health", {"offset": str(2**63)}),
+            (f"/alarms/{2**63}", {}),
+        ):
+            assert client.get(path, params=params).status_code == 422, path
+        assert client.post(f"/alarms/{2**63}/ack").status_code == 422
 
 
 def test_commands_to_a_decommissioned_device_are_409_and_bad_ones_422(
@@ -184,7 +201,7 @@ def test_commands_to_a_decommissioned_device_are_409_and_bad_ones_422(
         assert client.post("/devices/pump-vl-009/decommission", json={}, headers=admin).status_code == 200
         retired = client.post("/devices/pump-vl-009/commands", json={"name": "ping"}, headers=operator)
         assert _error(retired, 409) == "device 'pump-vl-009' is decommissioned"
-        assert client.get("/devices/pump-vl-009/commands").json() == []
+        assert client.get("/devices/pump-vl-009/commands", headers=operator).json() == []
     assert database.scalar("SELECT count(*) FROM device_commands") == 0
 
 
@@ -195,12 +212,16 @@ def test_openapi_documents_the_error_codes_of_each_route(api: Callable[[], ApiSe
     def codes(path: str, method: str) -> set[str]:
         return {c for c in paths[path][method]["responses"] if c.startswith("4")}
 
-    assert codes("/devices", "post") == {"409", "422"}
-    assert codes("/devices/{device_id}", "get") >= {"404"}
-    assert codes("/devices/{device_id}", "patch") == {"404", "409", "422"}
-    assert codes("/devices/{device_id}/decommission", "post") >= {"404", "409"}
-    assert codes("/devices/{device_id}/commands", "post") == {"404", "409", "422"}
-    assert codes("/devices/{device_id}/readings", "get") == {"404", "422"}
-    assert codes("/alarms/{alarm_id}/clear", "post") >= {"404", "409"}
+    # Every route but the probes needs a principal (401); a role above viewer can also be refused (403).
+    assert codes("/devices", "post") >= {"401", "403", "409", "422"}
+    assert codes("/devices/{device_id}", "get") >= {"401", "404"}
+    assert codes("/devices/{device_id}", "patch") >= {"401", "403", "404", "409", "422"}
+    assert codes("/devices/{device_id}/decommission", "post") >= {"401", "403", "404", "409"}
+    assert codes("/devices/{device_id}/commands", "post") >= {"401", "403", "404", "409", "422"}
+    assert codes("/devices/{device_id}/readings", "get") >= {"401", "404", "422"}
+    assert codes("/alarms/{alarm_id}/clear", "post") >= {"401", "403", "404", "409", "422"}
+    assert codes("/alarms/{alarm_id}/comment", "post") >= {"401", "403", "404", "422"}
+    assert codes("/audit", "get") >= {"401", "403", "422"}
+    assert codes("/metrics", "get") >= {"401", "403"}
     not_found = paths["/alarms/{alarm_id}"]["get"]["responses"]["404"]["content"]["application/json"]["schema"]
     assert not_found == {"$ref": "#/components/schemas/ErrorBody"}

@@ -12,6 +12,7 @@ from devices.provisioning import ProvisionedDevice, decommission_device, revoke_
 from embedded.runtime import EmbeddedMosquitto
 from protocol.telemetry import encode_json
 from protocol.topics import command_topic, telemetry_topic
+from store.scope import EVERYTHING
 from tests.integration.conftest import RunningIngest, ScratchDatabase, wait_for
 from tests.integration.device_fixtures import (
     DeviceClient,
@@ -80,7 +81,7 @@ def test_wrong_unknown_and_revoked_passwords_cannot_connect(
     good = provision("meter-hn-001", "smart_meter", "ha-noi")
     revoked = provision("meter-hn-002", "smart_meter", "ha-noi")
     with psycopg.connect(database.url) as conn:
-        revoke_secret(conn, "meter-hn-002", actor="test", reason="lost")
+        revoke_secret(conn, "meter-hn-002", actor="test", scope=EVERYTHING, reason="lost")
         conn.commit()
     with run_monitor() as monitor:
         monitor.wait_synced(database)
@@ -123,9 +124,9 @@ def test_a_revoked_device_that_is_connected_is_cut_off(
             for client in clients.values():
                 assert client.connected.wait(10), client.reasons
             with psycopg.connect(database.url) as conn:
-                revoke_secret(conn, "cold-hcm-001", actor="test", reason="tampered")
-                decommission_device(conn, "cold-hcm-002", actor="test")
-                new_secret = rotate_secret(conn, "cold-hcm-003", actor="test")
+                revoke_secret(conn, "cold-hcm-001", actor="test", scope=EVERYTHING, reason="tampered")
+                decommission_device(conn, "cold-hcm-002", actor="test", scope=EVERYTHING)
+                new_secret = rotate_secret(conn, "cold-hcm-003", actor="test", scope=EVERYTHING)
                 conn.commit()
             monitor.wait_synced(database)
             for device_id in ("cold-hcm-001", "cold-hcm-002", "cold-hcm-003"):

@@ -48,6 +48,7 @@ def test_commands_are_sent_acked_failed_and_timed_out(
             wait_for(lambda: bool(dev.client.is_connected()), what="subscribed")
 
             assert client.post("/devices/pump-vl-001/commands", json={"name": "ping"}).status_code == 401
+            client.headers.update(tokens["viewer"])  # reads as a viewer; writes name their role's headers
             assert (
                 client.post("/devices/pump-vl-001/commands", json={"name": "ping"}, headers=tokens["viewer"])
             ).status_code == 403

@@ -69,9 +69,10 @@ def test_registry_changes_over_http(
         moved = client.patch("/devices/gauge-ag-001", json={"province": "dong-thap"}, headers=admin)
         assert moved.status_code == 200, moved.text
         assert moved.json()["province"] == "dong-thap"
-        latest = client.get("/devices/gauge-ag-001").json()["latest"]
+        latest = client.get("/devices/gauge-ag-001", headers=tokens["viewer"]).json()["latest"]
         assert [(v["metric"], v["value"]) for v in latest] == [("water_level", 1.25)]
-        audit = client.get("/devices/gauge-ag-001/audit").json()
+        assert client.get("/devices/gauge-ag-001/audit", headers=tokens["operator"]).status_code == 403
+        audit = client.get("/devices/gauge-ag-001/audit", headers=admin).json()
         assert [a["action"] for a in audit] == ["device.move", "device.create"]
         assert audit[0]["details"] == {"province": {"from": "an-giang", "to": "dong-thap"}}
         assert audit[0]["actor"] == "key:test-admin"

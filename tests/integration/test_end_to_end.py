@@ -10,6 +10,7 @@ from embedded.runtime import EmbeddedMosquitto
 from protocol.telemetry import encode_json
 from protocol.topics import telemetry_topic
 from tests.integration.conftest import ApiServer, ScratchDatabase, wait_for
+from tests.integration.device_fixtures import tokens_fixture  # noqa: F401
 from tests.integration.publisher import Publisher
 
 
@@ -23,6 +24,7 @@ def test_published_readings_come_back_through_the_api(
     register: Callable[..., object],
     run_ingest: Callable[[], object],
     api: Callable[[], ApiServer],
+    tokens: dict[str, dict[str, str]],
 ) -> None:
     register("soil-ct-001", "soil_probe", "can-tho")
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
@@ -36,6 +38,7 @@ def test_published_readings_come_back_through_the_api(
         wait_for(lambda: _count_rows(database, "soil-ct-001") == 60, what="60 rows stored")
 
     with api() as client:
+        client.headers.update(tokens["viewer"])
         response = client.get(
             "/devices/soil-ct-001/readings",
             params={
@@ -46,10 +49,34 @@ def test_published_readings_come_back_through_the_api(
         )
         assert response.status_code == 200, response.text
         body = response.json()
-        assert [(datetime.fromisoformat(r["ts"]), r["value"]) for r in body] == [
-            (ts, readings["soil_moisture"]) for ts, readings in sent
-        ]
+        newest_first = [(ts, readings["soil_moisture"]) for ts, readings in reversed(sent)]
+        assert [(datetime.fromisoformat(r["ts"]), r["value"]) for r in body] == newest_first
         assert all(r["quality"] == 0 for r in body)
+
+        pages, cursor = [], None
+        while True:
+            params = {"metric": "soil_moisture", "from": (start - timedelta(seconds=1)).isoformat(), "limit": "7"}
+            page = client.get("/devices/soil-ct-001/readings", params=params | ({"cursor": cursor} if cursor else {}))
+            pages.append([(datetime.fromisoformat(r["ts"]), r["value"]) for r in page.json()])
+            cursor = page.headers.get("X-Next-Cursor")
+            if cursor is None:
+                break
+        assert [len(p) for p in pages] == [7, 7, 6]
+        assert [item for p in pages for item in p] == newest_first
+        oldest_first = client.get(
+            "/devices/soil-ct-001/readings",
+            params={"metric": "soil_moisture", "from": start.isoformat(), "order": "oldest"},
+        ).json()
+        assert [r["value"] for r in oldest_first] == [value for _, value in reversed(newest_first)]
+
+        unknown = client.get("/devices/soil-ct-001/readings", params={"metric": "salinity"})
+        assert unknown.status_code == 422 and "soil_moisture" in unknown.json()["detail"]
+        buckets = client.get(
+            "/devices/soil-ct-001/buckets", params={"metric": "soil_moisture", "from": start.isoformat()}
+        )
+        assert buckets.status_code == 200
+        assert buckets.headers["X-Bucket-Seconds"] == "10"  # about 5 minutes: 10-second buckets
+        assert sum(b["count"] for b in buckets.json()) == 20
 
         everything = client.get("/devices/soil-ct-001/readings", params={"from": start.isoformat()}).json()
         assert len(everything) == 60
