@@ -1,16 +1,23 @@
-"""Broker access control kept in sync with the registry: Mosquitto's password file and an ACL of `%u` patterns.
+"""Broker access control kept in sync with the registry: Mosquitto's password file (who may connect) and the
+`ioc_acl` plugin's options (what each account may publish and subscribe), deny by default.
 
-Chosen by measurement on Mosquitto 2.0.11 (`ioc bench access --devices 100000`):
-- password file + 5 `pattern` lines: 100,000 devices load in ~0.4 s at start and at each SIGHUP reload;
-- per-device `user` blocks in the ACL file: 20,000 devices already take ~15 s to load and ~11 s per reload
-  (the broker appends each user to a list: quadratic), during which it serves nobody;
-- the dynamic-security plugin: 2,000 clients in 8 s, then 50-100 ms per client at 12,000 (issue 4).
-On SIGHUP Mosquitto re-checks every connected client against the reloaded password file and disconnects the
-ones whose user is gone or whose password no longer matches, so revoking = drop from the file + reload.
+One model for every broker the center runs: the embedded runtime and the compose stack's `ioc broker` write the
+same password file and the same plugin lines (`render_plugin_config`); the C plugin is deploy/mosquitto/ioc_acl.c.
 
-The patterns leave the province and sector levels open (`ioc/v1/+/+/%u/…`): a device can reach only topics
-carrying its own id, and ingest refuses readings whose province/sector differ from the registry
-(`topic_mismatch`). Devices cannot subscribe to anything but their own `cmd`.
+Why a password file and a plugin (measured on Mosquitto 2.0.11, `ioc bench access --devices 100000`):
+- the password file loads 100,000 devices in ~0.4 s at start and at each SIGHUP reload; on SIGHUP Mosquitto
+  re-checks every connected client and disconnects those whose user is gone or whose password changed, so
+  revoking = drop from the file + reload;
+- Mosquitto 2.0's acl_file checks PUBLISH only, never SUBSCRIBE: a device could subscribe to the center's
+  `$share/ioc-ingest/...` group and take (and lose) its share of every device's telemetry (issue 14: 100 of 300
+  messages with one connection). The plugin refuses the SUBSCRIBE itself;
+- the dynamic-security plugin checks subscriptions but has no `%u` patterns in 2.0: a role per device, 50-100 ms
+  per client at 12,000 clients (issue 4).
+
+Accounts: a device's username is its id; it publishes only `ioc/v1/{p}/{s}/{id}/telemetry[/senml]`, `…/status`,
+`…/cmd/ack` and subscribes only to `ioc/v1/{p}/{s}/{id}/cmd` (no wildcards, `$share` or `$SYS`). The center has
+one account per role with least rights (`CENTER_ACCOUNTS`); ingest refuses readings whose province/sector differ
+from the registry (`topic_mismatch`).
 """
 
 from __future__ import annotations
@@ -19,16 +26,30 @@ import contextlib
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Final, Literal
 
 from devices.credentials import hash_secret
 from store.pool import Conn
 
 _LOGGER = logging.getLogger(__name__)
 
+CenterRole = Literal["admin", "ingest", "commands", "alerts"]
+
+# The center's broker accounts, one per role (the plugin's option names are the roles):
+# admin: operator tools and tests (everything below ioc/, $SYS); ingest: reads telemetry; commands: the API's
+# command publisher and the device monitor (writes cmd, reads status and cmd/ack); alerts: writes alerts.
+CENTER_ACCOUNTS: Final[Mapping[CenterRole, str]] = {
+    "admin": "ioc-center",
+    "ingest": "ioc-ingest",
+    "commands": "ioc-commands",
+    "alerts": "ioc-alerts",
+}
+
+# What the acl_file mechanism would say, kept for `ioc bench access`'s comparison of loading costs only: the
+# brokers ioc runs decide topics with the plugin (see the module's docstring).
 DEVICE_ACL_PATTERNS: Final = (
     "pattern write ioc/v1/+/+/%u/telemetry",
     "pattern write ioc/v1/+/+/%u/telemetry/senml",
@@ -40,12 +61,11 @@ DEVICE_ACL_PATTERNS: Final = (
 
 @dataclass(frozen=True, slots=True)
 class BrokerAccessTarget:
-    """Where the broker reads its access files, the center's own broker user, and how to make it reload."""
+    """Where the broker reads its password file, the center's accounts (username → password) and how to make
+    the broker reload."""
 
     password_file: Path
-    acl_file: Path
-    center_username: str
-    center_password: str = field(repr=False)
+    accounts: Mapping[str, str] = field(repr=False)
     reload: Callable[[], None] = field(repr=False)
 
 
@@ -56,8 +76,13 @@ class AccessSync:
     seconds: float
 
 
+def render_plugin_config(plugin: Path) -> list[str]:
+    """The mosquitto.conf lines that load the ACL plugin with the center's accounts per role."""
+    return [f"plugin {plugin}", *(f"plugin_opt_{role} {username}" for role, username in CENTER_ACCOUNTS.items())]
+
+
 def render_acl(center_username: str) -> str:
-    """The ACL file: the center may do anything under `ioc/` (incl. shared subscriptions); devices get patterns."""
+    """An acl_file for the pattern mechanism (for `ioc bench access` only; see DEVICE_ACL_PATTERNS)."""
     return "\n".join(
         [
             "# Generated by ioc from the device registry; edits are overwritten.",
@@ -71,16 +96,27 @@ def render_acl(center_username: str) -> str:
     )
 
 
-def render_password_file(center_username: str, center_hash: str, devices: Iterable[tuple[str, str]]) -> str:
-    lines = [f"{center_username}:{center_hash}"]
-    lines.extend(f"{device_id}:{digest}" for device_id, digest in devices if device_id != center_username)
+def render_password_file(
+    center_username: str,
+    center_hash: str,
+    devices: Iterable[tuple[str, str]],
+    *,
+    accounts: Iterable[tuple[str, str]] = (),
+) -> str:
+    """Mosquitto's password file: the center's accounts (username, hash) first, then the devices."""
+    center = [(center_username, center_hash), *accounts]
+    reserved = {username for username, _ in center}
+    lines = [f"{username}:{digest}" for username, digest in center]
+    lines.extend(f"{device_id}:{digest}" for device_id, digest in devices if device_id not in reserved)
     return "\n".join(lines) + "\n"
 
 
 def _write_atomically(path: Path, text: str) -> None:
     """Replace `path` in one step, keeping its owner and mode (the broker may run as another user)."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
     with contextlib.suppress(FileNotFoundError):
         st = path.stat()
         if os.geteuid() == 0:
@@ -89,12 +125,13 @@ def _write_atomically(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def write_access_files(target: BrokerAccessTarget, devices: Iterable[tuple[str, str]], *, acl: bool = True) -> None:
-    """Write the password file (and the ACL) for `devices` (device_id, secret hash) plus the center user."""
-    center_hash = hash_secret(target.center_password)
-    _write_atomically(target.password_file, render_password_file(target.center_username, center_hash, devices))
-    if acl:
-        _write_atomically(target.acl_file, render_acl(target.center_username))
+def write_access_files(target: BrokerAccessTarget, devices: Iterable[tuple[str, str]]) -> None:
+    """Write the password file for `devices` (device_id, secret hash) plus the center's accounts."""
+    hashed = [(username, hash_secret(password)) for username, password in target.accounts.items()]
+    if not hashed:
+        raise ValueError("a broker needs at least one center account")
+    (first_user, first_hash), *rest = hashed
+    _write_atomically(target.password_file, render_password_file(first_user, first_hash, devices, accounts=rest))
 
 
 def access_version(conn: Conn) -> int:
@@ -103,7 +140,7 @@ def access_version(conn: Conn) -> int:
 
 
 def sync_broker_access(conn: Conn, target: BrokerAccessTarget) -> AccessSync:
-    """Render the broker's files from the registry and make the broker reload them.
+    """Render the broker's password file from the registry and make the broker reload it.
 
     The version is read before the rows: a change committed in between shows up as a newer version, so the
     next sync catches it; nothing is ever missed.

@@ -9,6 +9,12 @@ MESSAGES = Counter("ioc_ingest_messages_total", "MQTT telemetry messages process
 ROWS = Counter("ioc_ingest_rows_total", "readings inserted into the readings table")
 DUPLICATE_ROWS = Counter("ioc_ingest_duplicate_rows_total", "readings absorbed by the unique key (redeliveries)")
 QUARANTINED = Counter("ioc_ingest_quarantined_total", "messages put in quarantine", ["reason"])
+QUARANTINE_SUPPRESSED = Counter(
+    "ioc_ingest_quarantine_suppressed_total", "quarantined messages counted but not stored (device over its limit)"
+)
+CONNECTED = Gauge(
+    "ioc_ingest_connected", "ingest workers connected to the broker and subscribed", multiprocess_mode="livesum"
+)
 BACKPRESSURE = Counter("ioc_ingest_backpressure_total", "times the receive queue was full and reading paused")
 DB_RETRIES = Counter("ioc_ingest_db_retries_total", "batch commits retried after a database error")
 BATCH_ROWS = Histogram(

@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # the worker processes import this module: pydantic stays out
 
 _LOGGER = logging.getLogger(__name__)
 
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 RESTART_DELAY_S = 1.0
 JOIN_TIMEOUT_S = 15.0
 
@@ -40,6 +41,13 @@ def _worker_main(config: IngestConfig, log_level: str, ready: EventType) -> None
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     IngestWorker(config, catalog=load_catalog(), on_ready=ready.set).run(stop)
+
+
+def _restore_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
 
 
 def ingest_config(settings: Settings, *, database_url: str, mqtt_url: str) -> IngestConfig:
@@ -54,6 +62,10 @@ def ingest_config(settings: Settings, *, database_url: str, mqtt_url: str) -> In
         queue_max_messages=settings.queue_max_messages,
         max_payload_bytes=settings.max_payload_bytes,
         max_future_s=settings.max_future_skew_s,
+        quarantine_per_minute=settings.quarantine_per_device_per_min,
+        quarantine_sample_every=settings.quarantine_sample_every,
+        quarantine_payload_max_bytes=settings.quarantine_payload_max_bytes,
+        quarantine_retention_s=settings.quarantine_retention_days * 86400,
     )
 
 
@@ -86,6 +98,8 @@ class IngestSupervisor:
 
     def __enter__(self) -> Self:
         with contextlib.ExitStack() as stack:
+            # The workers find their metrics folder in the environment they inherit; this process gets its own back.
+            stack.callback(_restore_env, MULTIPROC_ENV, os.environ.get(MULTIPROC_ENV))
             stack.callback(self._stop_workers)
             self._start_workers()
             stack.enter_context(running_in_thread(self._watch, name="ingest-watch"))
@@ -113,7 +127,7 @@ class IngestSupervisor:
         self._metrics_dir.mkdir(parents=True, exist_ok=True)
         for stale in self._metrics_dir.glob("*.db"):
             stale.unlink()
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(self._metrics_dir)
+        os.environ[MULTIPROC_ENV] = str(self._metrics_dir)
         for index in range(self._workers):
             self._start(index)
 

@@ -28,6 +28,10 @@ def to_rows(
     must be quarantined as a whole. Out-of-range values are kept with a quality flag."""
     if not device.active:
         raise ValidationError("device_decommissioned", device.device_id)
+    # Refused even when a broker let it in (an external broker's stale password file, a session from before the
+    # revocation). 'none' (never given a secret) passes: such a device can reach only a broker without auth.
+    if device.credential_status == "revoked":
+        raise ValidationError("credential_revoked", device.device_id)
     if address.province != device.province or address.sector != device.sector:
         raise ValidationError(
             "topic_mismatch",

@@ -21,9 +21,12 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from core.errors import DecodeError, ValidationError
+from devices.access import access_version
+from devices.audit import record_audit
 from devices.catalog import Catalog
 from devices.registry import DeviceRecord, lookup_devices
 from ingest import metrics
+from ingest.quarantine_limit import QuarantineLimiter
 from ingest.validate import to_rows
 from mqtt_client.client import CenterClient, connect, make_client
 from mqtt_client.publish_reader import ReceivedPublish
@@ -37,7 +40,14 @@ from protocol.topics import (
     shared_filter,
 )
 from store.pool import Pool, open_pool
-from store.quarantine import QuarantinedMessage, insert_quarantined
+from store.quarantine import (
+    QuarantinedMessage,
+    SuppressedCount,
+    add_suppressed,
+    delete_expired,
+    insert_quarantined,
+)
+from store.readiness import beat
 from store.readings import LatestValues, ReadingRow, upsert_latest, write_readings
 
 _LOGGER = logging.getLogger(__name__)
@@ -52,6 +62,15 @@ LIVE_LATENCY_WINDOW_S = 60.0
 # device_latest is refreshed at most this often (and whenever ingest is idle), not with every batch.
 LATEST_FLUSH_S = 1.0
 TOPIC_CACHE_MAX = 200_000
+# The registry's access version is read this often (one query, never per message): a revoked or decommissioned
+# device's cached entry is dropped within about this long.
+ACCESS_CHECK_S = 1.0
+# Refused telemetry (revoked, decommissioned, unknown) is written to the device's audit trail at most this often.
+REFUSAL_AUDIT_S = 300.0
+REFUSAL_REASONS = frozenset({"credential_revoked", "device_decommissioned", "unknown_device"})
+RETENTION_SWEEP_S = 300.0
+# Every this long the worker records that it is alive and whether it is subscribed (`/readyz`).
+HEARTBEAT_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +89,12 @@ class IngestConfig:
     queue_max_messages: int = 20000
     max_payload_bytes: int = 256 * 1024
     max_future_s: float = 300.0
+    # Quarantine limits: per device and minute this many bad messages are stored in full, then one in
+    # `quarantine_sample_every`; the rest are counted. Payloads are cut at `quarantine_payload_max_bytes`.
+    quarantine_per_minute: int = 60
+    quarantine_sample_every: int = 100
+    quarantine_payload_max_bytes: int = 16 * 1024
+    quarantine_retention_s: float = 14 * 86400.0
 
 
 @dataclass(slots=True)
@@ -84,6 +109,11 @@ class _Inbound:
     address: TopicAddress | None = None
     telemetry: Telemetry | None = None
     error: DecodeError | None = None
+    # Quarantine only: the entry, the limiter's decision (kept in full or counted) and its minute, the decision
+    # fixed on first sight so that a batch retried after a database outage is counted once.
+    quarantined: QuarantinedMessage | None = None
+    kept: bool | None = None
+    window_s: int = 0
 
 
 class _Inbox:
@@ -158,6 +188,14 @@ class IngestWorker:
         self._latest = LatestValues()
         self._addresses: dict[str, TopicAddress] = {}
         self._latest_flushed = 0.0
+        self._access_version = -1
+        self._access_checked = 0.0
+        self._limiter = QuarantineLimiter(
+            per_window=config.quarantine_per_minute, sample_every=config.quarantine_sample_every
+        )
+        self._refusals_audited: dict[str, float] = {}
+        self._retention_next = 0.0
+        self._heartbeat_next = 0.0
 
     # --- paho callbacks: network thread, no I/O -------------------------------------------------------
 
@@ -191,6 +229,7 @@ class IngestWorker:
         if refused:
             _LOGGER.error("broker refused the ingest subscription: %s", refused)
             return
+        metrics.CONNECTED.set(1)
         # Ready only once subscribed: the broker keeps nothing for a subscription it has not yet made.
         self._connected.set()
         if self._on_ready is not None:
@@ -205,6 +244,7 @@ class IngestWorker:
         properties: Properties | None,
     ) -> None:
         self._connected.clear()
+        metrics.CONNECTED.set(0)
         if not self._stop.is_set():
             _LOGGER.warning("ingest %s lost the broker: %s", self._config.client_id, reason)
 
@@ -260,6 +300,9 @@ class IngestWorker:
                         self._commit(pool, batch, stop)
                     elif len(self._latest):
                         self._flush_latest(pool)
+                    else:
+                        self._sweep_retention(pool)
+                    self._heartbeat(pool)
             finally:
                 client.disconnect()
                 client.loop_stop()
@@ -292,8 +335,21 @@ class IngestWorker:
         if item.telemetry is not None:
             batch.readings += len(item.telemetry.readings)
 
+    def _check_access_version(self, pool: Pool, now: float) -> None:
+        """Forget every cached device when the registry's access changed (a revocation, a decommissioning)."""
+        if now < self._access_checked + ACCESS_CHECK_S:
+            return
+        with pool.connection() as conn:
+            version = access_version(conn)
+        self._access_checked = now
+        if version != self._access_version:
+            self._known_until.clear()
+            self._unknown_until.clear()
+            self._access_version = version
+
     def _resolve_devices(self, pool: Pool, items: Sequence[_Inbound]) -> None:
         now = time.monotonic()
+        self._check_access_version(pool, now)
         missing = {
             it.address.device_id
             for it in items
@@ -335,6 +391,7 @@ class IngestWorker:
         )
 
     def _prepare(self, items: Sequence[_Inbound]) -> tuple[list[ReadingRow], list[QuarantinedMessage]]:
+        """The rows to store and the entries to quarantine (each also noted on its item, for `_limit`)."""
         rows: list[ReadingRow] = []
         bad: list[QuarantinedMessage] = []
         now = datetime.now(UTC)
@@ -343,16 +400,87 @@ class IngestWorker:
             try:
                 rows.extend(self._rows_for(it, now=now, max_future=max_future))
             except (DecodeError, ValidationError) as exc:
-                bad.append(
-                    QuarantinedMessage(
-                        topic=it.topic,
-                        device_id=it.address.device_id if it.address is not None else None,
-                        reason=exc.reason,
-                        detail=exc.detail,
-                        payload=it.payload,
-                    )
+                address = it.address
+                it.quarantined = QuarantinedMessage(
+                    topic=it.topic,
+                    device_id=address.device_id if address is not None else None,
+                    reason=exc.reason,
+                    detail=exc.detail,
+                    payload=it.payload,
+                    province=address.province if address is not None else None,
+                    sector=address.sector if address is not None else None,
                 )
+                bad.append(it.quarantined)
         return rows, bad
+
+    def _limit(self, items: Sequence[_Inbound]) -> tuple[list[QuarantinedMessage], list[SuppressedCount]]:
+        """The bad messages stored in full, and the counts of those beyond their device's rate limit."""
+        now_s = time.time()
+        kept: list[QuarantinedMessage] = []
+        counted: dict[tuple[str, int], SuppressedCount] = {}
+        for it in items:
+            q = it.quarantined
+            if q is None:
+                continue
+            key = q.device_id or ""
+            if it.kept is None:
+                it.kept = self._limiter.admit(key, now_s)
+                it.window_s = self._limiter.window_start(now_s)
+            if it.kept:
+                kept.append(q)
+                continue
+            before = counted.get((key, it.window_s))
+            counted[(key, it.window_s)] = SuppressedCount(
+                device_key=key,
+                window_start=datetime.fromtimestamp(it.window_s, UTC),
+                province=q.province,
+                sector=q.sector,
+                messages=(before.messages if before else 0) + 1,
+                bytes=(before.bytes if before else 0) + len(q.payload),
+                last_reason=q.reason,
+            )
+        return kept, list(counted.values())
+
+    def _refusals_due(self, bad: Sequence[QuarantinedMessage]) -> dict[str, QuarantinedMessage]:
+        """Refused devices whose audit trail has not heard of a refusal lately (one entry per device)."""
+        now = time.monotonic()
+        due: dict[str, QuarantinedMessage] = {}
+        for q in bad:
+            if (
+                q.reason in REFUSAL_REASONS
+                and q.device_id is not None
+                and q.device_id not in due
+                and self._refusals_audited.get(q.device_id, -REFUSAL_AUDIT_S) + REFUSAL_AUDIT_S <= now
+            ):
+                due[q.device_id] = q
+        return due
+
+    def _heartbeat(self, pool: Pool) -> None:
+        now = time.monotonic()
+        if now < self._heartbeat_next:
+            return
+        self._heartbeat_next = now + HEARTBEAT_S
+        try:
+            with pool.connection() as conn, conn.transaction():
+                beat(conn, client_id=self._config.client_id, connected=self._connected.is_set())
+        except psycopg.OperationalError:
+            pass  # the database is away: the batch path says so, and a missing heartbeat is the signal
+
+    def _sweep_retention(self, pool: Pool) -> None:
+        """While idle, now and then: drop quarantine entries older than the retention period."""
+        now = time.monotonic()
+        if now < self._retention_next:
+            return
+        self._retention_next = now + RETENTION_SWEEP_S
+        try:
+            with pool.connection() as conn, conn.transaction():
+                dropped = delete_expired(conn, older_than=timedelta(seconds=self._config.quarantine_retention_s))
+        except psycopg.OperationalError as exc:
+            _LOGGER.warning("quarantine retention not applied, will retry: %s", exc)
+            self._retention_next = now + 5.0
+            return
+        if dropped:
+            _LOGGER.info("quarantine retention dropped %d entries", dropped)
 
     def _commit(self, pool: Pool, batch: _Batch, stop: threading.Event) -> None:
         """Write the batch until it commits (retrying through database outages), then acknowledge it."""
@@ -361,12 +489,23 @@ class IngestWorker:
             try:
                 self._resolve_devices(pool, batch.items)
                 rows, bad = self._prepare(batch.items)
+                kept, suppressed = self._limit(batch.items) if bad else ([], [])
+                audits = self._refusals_due(bad)
                 started = time.monotonic()
                 self._latest.add(rows)  # idempotent: a retried batch adds the same rows again
                 flush_latest = started - self._latest_flushed >= LATEST_FLUSH_S
                 with pool.connection() as conn, conn.transaction():
                     result = write_readings(conn, rows)
-                    insert_quarantined(conn, bad)
+                    insert_quarantined(conn, kept, payload_max_bytes=self._config.quarantine_payload_max_bytes)
+                    add_suppressed(conn, suppressed)
+                    for device_id, q in sorted(audits.items()):
+                        record_audit(
+                            conn,
+                            actor="ingest",
+                            action="telemetry_refused",
+                            target=device_id,
+                            details={"reason": q.reason, "topic": q.topic[:200]},
+                        )
                     if flush_latest:
                         upsert_latest(conn, self._latest.rows())
                 break
@@ -386,6 +525,11 @@ class IngestWorker:
         metrics.DUPLICATE_ROWS.inc(result.duplicates)
         for q in bad:
             metrics.QUARANTINED.labels(reason=q.reason).inc()
+        if suppressed:
+            metrics.QUARANTINE_SUPPRESSED.inc(sum(c.messages for c in suppressed))
+        refused_at = time.monotonic()
+        for device_id in audits:
+            self._refusals_audited[device_id] = refused_at
         for row in rows[:: max(1, len(rows) // 50)]:  # a sample is enough for the latency histogram
             age = committed - row[0].timestamp()
             if 0 <= age < LIVE_LATENCY_WINDOW_S:

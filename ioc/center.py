@@ -1,4 +1,5 @@
-"""Process wiring of the center: the parts `ioc up` and `ioc demo` run side by side, each a context manager."""
+"""Process wiring of the center: the parts `ioc up` and `ioc demo` run side by side, each a context manager, each
+with the broker account of its role (ingest, commands, alerts)."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def free_or(port: int) -> int:
 def ingest_running(settings: Settings, urls: ServiceUrls, *, workers: int) -> IngestSupervisor:
     """The ingest workers and their watcher, for a `with` block."""
     return IngestSupervisor(
-        ingest_config(settings, database_url=urls.database_url, mqtt_url=urls.mqtt_url),
+        ingest_config(settings, database_url=urls.database_url, mqtt_url=urls.role_url("ingest")),
         workers=workers,
         metrics_dir=settings.runtime_dir / "metrics",
         log_level=settings.log_level,
@@ -44,7 +45,11 @@ def ingest_running(settings: Settings, urls: ServiceUrls, *, workers: int) -> In
 def monitor_running(urls: ServiceUrls) -> Iterator[DeviceMonitor]:
     """Device status, command acks and timeouts, and the broker's access files kept in sync with the registry."""
     monitor = DeviceMonitor(
-        MonitorConfig(database_url=urls.database_url, broker=parse_broker_url(urls.mqtt_url), access=urls.broker_access)
+        MonitorConfig(
+            database_url=urls.database_url,
+            broker=parse_broker_url(urls.role_url("commands")),
+            access=urls.broker_access,
+        )
     )
     with running_in_thread(monitor.run, name="device-monitor"):
         yield monitor
@@ -52,7 +57,7 @@ def monitor_running(urls: ServiceUrls) -> Iterator[DeviceMonitor]:
 
 def analytics_running(settings: Settings, urls: ServiceUrls) -> contextlib.AbstractContextManager[object]:
     """The streaming job on a thread of this process, with its own pool and MQTT client."""
-    job = functools.partial(run_job, settings, database_url=urls.database_url, mqtt_url=urls.mqtt_url)
+    job = functools.partial(run_job, settings, database_url=urls.database_url, mqtt_url=urls.role_url("alerts"))
     return running_in_thread(job, name="analytics-job")
 
 
@@ -63,7 +68,10 @@ def serve_api(settings: Settings, urls: ServiceUrls, *, host: str, port: int, ba
     from api.app import create_app
 
     app = create_app(
-        settings, database_url=urls.database_url, metrics_dir=settings.runtime_dir / "metrics", mqtt_url=urls.mqtt_url
+        settings,
+        database_url=urls.database_url,
+        metrics_dir=settings.runtime_dir / "metrics",
+        mqtt_url=urls.role_url("commands"),
     )
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     if banner:
@@ -88,3 +96,41 @@ def demo_fleet(catalog: Catalog, *, count: int, seed: int) -> list[SimDevice]:
             )
         )
     return fleet
+
+
+@contextlib.contextmanager
+def reporting_running(settings: Settings, urls: ServiceUrls) -> Iterator[None]:
+    """The national-center push and the daily province reports, when configured (`IOC_FEDERATION_URL`,
+    `IOC_REPORTS_DIR`); nothing otherwise."""
+    from api.federation.push import FederationPusher, PushConfig
+    from api.federation.report import DailyReporter, ReportConfig
+    from store.pool import open_pool
+
+    if settings.federation_url is None and settings.reports_dir is None:
+        yield
+        return
+    with contextlib.ExitStack() as stack:
+        pool = stack.enter_context(open_pool(urls.database_url, min_size=1, max_size=2, name="ioc-reporting"))
+        if settings.federation_url is not None:
+            token = settings.federation_token.get_secret_value() if settings.federation_token else None
+            pusher = FederationPusher(
+                PushConfig(
+                    url=settings.federation_url,
+                    provinces=tuple(settings.federation_provinces),
+                    period_s=settings.federation_period_s,
+                    token=token,
+                ),
+                pool=pool,
+            )
+            stack.enter_context(running_in_thread(pusher.run, name="federation-push"))
+        if settings.reports_dir is not None:
+            reporter = DailyReporter(
+                ReportConfig(
+                    folder=settings.reports_dir,
+                    provinces=tuple(settings.federation_provinces),
+                    hour_local=settings.report_hour_local,
+                ),
+                pool=pool,
+            )
+            stack.enter_context(running_in_thread(reporter.run, name="daily-reports"))
+        yield

@@ -35,7 +35,8 @@ manual_help() {
 [setup] ERROR: $1
 [setup] This script installs packages automatically only on Debian, as root or with passwordless sudo.
 [setup] Install these by hand instead (names as on Debian/Ubuntu):
-[setup]   python3-venv, mosquitto, mosquitto-clients, postgresql-15 (or newer) with postgresql-contrib,
+[setup]   python3-venv, mosquitto, mosquitto-clients, mosquitto-dev, libmosquitto-dev, a C compiler,
+[setup]   postgresql-15 (or newer) with postgresql-contrib,
 [setup]   and TimescaleDB for that PostgreSQL (https://docs.timescale.com/self-hosted/latest/install/),
 [setup] then create the venv:  python3 -m venv .venv && .venv/bin/pip install -e '.[dev]'
 [setup] Or run the whole stack in containers:  docker compose up -d   (see deploy/README.md)
@@ -111,6 +112,8 @@ say platform "Debian $(cat /etc/debian_version), $who"
 # ---------------------------------------------------------------- 2. packages
 install_pkgs packages mosquitto mosquitto-clients postgresql postgresql-contrib \
     cmake build-essential python3-venv dpkg-dev
+# Headers of the broker's ACL plugin (deploy/mosquitto/ioc_acl.c), which the embedded runtime builds on first use.
+install_pkgs acl-plugin mosquitto-dev libmosquitto-dev
 
 # ---------------------------------------------------------------- 3. PostgreSQL headers
 if [[ -n "${IOC_PG_MAJOR:-}" ]]; then
@@ -299,7 +302,23 @@ else
     say venv "skip: $VENV up to date with pyproject.toml"
 fi
 
-# ---------------------------------------------------------------- 7. versions
+# ---------------------------------------------------------------- 7. browser tests
+# tests/integration/test_docs_offline.py drives Debian's Chromium with playwright-core (pinned in tests/browser/);
+# no browser is ever downloaded. The docs pages' own assets are committed (api/static/docs/): no Node.js needed to run.
+BROWSER_TESTS="$ROOT/tests/browser"
+install_pkgs chromium chromium
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    install_pkgs nodejs nodejs npm
+fi
+if [[ ! -d "$BROWSER_TESTS/node_modules/playwright-core" \
+    || "$BROWSER_TESTS/package-lock.json" -nt "$BROWSER_TESTS/node_modules/.package-lock.json" ]]; then
+    (cd "$BROWSER_TESTS" && logged npm npm ci --ignore-scripts --no-audit --no-fund)
+    say npm "npm ci in tests/browser: playwright-core $(cd "$BROWSER_TESTS" && node -p 'require("playwright-core/package.json").version')"
+else
+    say npm "skip: tests/browser/node_modules up to date with its lockfile"
+fi
+
+# ---------------------------------------------------------------- 8. versions
 mosq_v="$(mosquitto -h 2>&1 || true)"
 mosq_v="$(sed -n 's/^mosquitto version \([^ ]*\).*/\1/p' <<<"$mosq_v" | head -n 1)"
 say versions "mosquitto ${mosq_v:-?}; $("$PGBIN/postgres" --version); timescaledb $(tsdb_version) ($PG_EXTDIR)"

@@ -14,15 +14,18 @@ Conn = psycopg.Connection[TupleRow]
 Pool = ConnectionPool[Conn]
 
 
-def open_pool(url: str, *, min_size: int = 1, max_size: int = 8, name: str = "ioc") -> Pool:
-    """An opened pool; use it as a context manager (`with open_pool(url) as pool:`) so it is closed."""
+def open_pool(
+    url: str, *, min_size: int = 1, max_size: int = 8, name: str = "ioc", timeout_s: float = DEFAULT_TIMEOUT_S
+) -> Pool:
+    """An opened pool; use it as a context manager (`with open_pool(url) as pool:`) so it is closed.
+    `timeout_s`: how long a caller waits for a connection (PoolTimeout after it)."""
     pool: Pool = ConnectionPool(
         url,
         min_size=min_size,
         max_size=max_size,
         name=name,
         open=False,
-        timeout=DEFAULT_TIMEOUT_S,
+        timeout=timeout_s,
         # A restarted database leaves dead connections behind: check each one before handing it out.
         check=ConnectionPool.check_connection,
         kwargs={"autocommit": False},

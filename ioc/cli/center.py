@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 import threading
+from pathlib import Path
 
 from core.settings import Settings
 
@@ -36,6 +38,16 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     services = sub.add_parser("services", help="start the embedded broker and database and print their URLs")
     services.set_defaults(func=cmd_services)
 
+    broker = sub.add_parser(
+        "broker",
+        help="run the center's Mosquitto (password file and ACL plugin from the registry, TLS, supervised) "
+        "against IOC_DATABASE_URL: the compose stack's broker",
+    )
+    broker.add_argument("--port", type=int, default=1883, help="plain MQTT port when IOC_BROKER_PLAIN (default 1883)")
+    broker.add_argument("--tls-port", type=int, default=8883, help="mqtts port (default 8883)")
+    broker.add_argument("--export-ca", type=Path, default=None, help="copy the CA certificate (only) into this folder")
+    broker.set_defaults(func=cmd_broker)
+
 
 def cmd_db_migrate(args: argparse.Namespace) -> int:
     from devices.schema import migrate_database
@@ -55,6 +67,36 @@ def cmd_services(args: argparse.Namespace) -> int:
         migrate_database(urls.database_url)
         print(f"IOC_DATABASE_URL={urls.database_url}\nIOC_MQTT_URL={urls.mqtt_url}\n(Ctrl-C stops them)", flush=True)
         threading.Event().wait()
+    return 0
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    """The broker as its own service: Mosquitto owned and restarted by this process, its password file kept in
+    sync with the registry by the device monitor (which also records device status and command acks)."""
+    from core.errors import RuntimeServiceError
+    from devices.schema import migrate_database
+    from embedded.services import ServiceUrls, embedded_broker
+    from embedded.supervisor import ServiceSupervisor
+    from ioc.center import monitor_running
+
+    settings = Settings()
+    if settings.database_url is None:
+        raise RuntimeServiceError("ioc broker keeps the broker in sync with a database: set IOC_DATABASE_URL")
+    database_url = settings.database_url.get_secret_value()
+    migrate_database(database_url)
+    root = settings.runtime_dir / "mosquitto"
+    with embedded_broker(settings, root, port=settings.broker_port or args.port, tls_port=args.tls_port) as mq:
+        if args.export_ca is not None and mq.tls_files is not None:
+            shutil.copyfile(mq.tls_files.ca_cert, args.export_ca / "ca.crt")
+        urls = ServiceUrls(
+            database_url=database_url,
+            mqtt_url=mq.url,
+            broker_access=mq.access_target(),
+            commands_mqtt_url=mq.role_url("commands"),
+        )
+        with ServiceSupervisor([mq]), monitor_running(urls):
+            print(f"ioc broker: mqtt {mq.port if mq.plain else 'off'}, mqtts {mq.tls_port or 'off'}", flush=True)
+            threading.Event().wait()
     return 0
 
 
@@ -84,7 +126,14 @@ def cmd_api(args: argparse.Namespace) -> int:
 def cmd_up(args: argparse.Namespace) -> int:
     from devices.schema import migrate_database
     from embedded.services import center_services
-    from ioc.center import analytics_running, free_or, ingest_running, monitor_running, serve_api
+    from ioc.center import (
+        analytics_running,
+        free_or,
+        ingest_running,
+        monitor_running,
+        reporting_running,
+        serve_api,
+    )
     from protocol.broker_url import parse_broker_url
 
     settings = Settings()
@@ -96,13 +145,15 @@ def cmd_up(args: argparse.Namespace) -> int:
             ingest_running(settings, urls, workers=args.workers or settings.ingest_workers),
             monitor_running(urls),
             analytics_running(settings, urls),
+            reporting_running(settings, urls),
         ):
             serve_api(
                 settings,
                 urls,
                 host=settings.api_host,
                 port=port,
-                banner=f"ioc is up: API http://{settings.api_host}:{port}/docs  MQTT {broker.host}:{broker.port}",
+                banner=f"ioc is up: API http://{settings.api_host}:{port}/docs  MQTT {broker.host}:{broker.port}"
+                + (f"  MQTTS {urls.device_tls_url} (CA {urls.ca_file})" if urls.device_tls_url else ""),
             )
     return 0
 
@@ -110,6 +161,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     import dataclasses
 
+    from api.access.users import create_first_admin
     from core.lifecycle import running_in_thread
     from devices.access import sync_broker_access
     from devices.catalog import load_catalog
@@ -134,6 +186,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 catalog=catalog,
                 actor="ioc demo",
             )
+            admin_password = create_first_admin(conn, actor="ioc demo")  # None when users exist already
             conn.commit()
             if urls.broker_access is not None:
                 sync_broker_access(conn, urls.broker_access)
@@ -147,11 +200,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 "",
                 f"ioc demo: {len(fleet)} simulated devices publish every {args.interval:g} s to "
                 f"{sim_broker.host}:{sim_broker.port}",
-                f"  API docs        {base}/docs",
-                f"  devices         {base}/devices",
-                f"  one device      {base}/devices/{sample.device_id}",
-                f"  its readings    {base}/devices/{sample.device_id}/readings",
-                f"  ingest metrics  {base}/metrics",
+                f"  console         {base}/console   (wall screen: {base}/console?kiosk=1&rotate=province)",
+                f"  log in          admin / {admin_password}   (shown once; keep it)"
+                if admin_password
+                else "  log in          as an existing user (ioc users list; ioc users reset-password NAME)",
+                f"  API docs        {base}/docs   (Authorize with the same login)",
+                f"  one device      {base}/console#/device/{sample.device_id}",
+                f"  its readings    {base}/devices/{sample.device_id}/readings   (API, with a token)",
                 "Ctrl-C stops everything.",
                 "",
             ]

@@ -38,7 +38,10 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
         description="Simulated devices with plausible physics publish telemetry over MQTT, each on its own "
         "connection; faults are injected at random and labelled in a JSONL file.",
     )
-    sim.add_argument("--broker", default=None, help="mqtt://host:port (default: IOC_MQTT_URL)")
+    sim.add_argument("--broker", default=None, help="mqtt://host:port or mqtts://host:8883 (default: IOC_MQTT_URL)")
+    sim.add_argument("--ca", type=Path, default=None, help="CA certificate the mqtts broker's certificate is signed by")
+    sim.add_argument("--cert", type=Path, default=None, help="client certificate, for brokers that require one")
+    sim.add_argument("--key", type=Path, default=None, help="the client certificate's private key")
     sim.add_argument("--devices", type=int, default=100, help="number of devices (default 100)")
     sim.add_argument("--types", default="", help="comma-separated device type codes (default: all 15)")
     sim.add_argument("--province", default="", help="comma-separated province codes (default: a spread)")
@@ -92,6 +95,10 @@ def build_config(args: argparse.Namespace) -> FleetConfig:
     if not url:
         raise SimulateError("no broker: pass --broker mqtt://host:port or set IOC_MQTT_URL (see `ioc services`)")
     broker = parse_broker_url(url)
+    if (args.ca or args.cert) and not broker.tls:
+        raise SimulateError("--ca/--cert are for TLS: give the broker as mqtts://host:port")
+    if (args.cert is None) != (args.key is None):
+        raise SimulateError("--cert and --key go together")
     types = _split(args.types) or list(TYPE_CODES)
     provinces = _split(args.province) or list(DEFAULT_PROVINCES)
     devices = build_devices(args.devices, types=types, provinces=provinces, prefix=args.prefix)
@@ -118,6 +125,9 @@ def build_config(args: argparse.Namespace) -> FleetConfig:
         interval_s = args.interval
     return FleetConfig(
         broker=broker,
+        ca_file=args.ca,
+        client_cert=args.cert,
+        client_key=args.key,
         devices=devices,
         seed=args.seed,
         interval_s=interval_s,

@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 
 from core.settings import REPO_ROOT
+from devices.access import CENTER_ACCOUNTS
 from embedded.runtime import EmbeddedMosquitto
 from tests.integration.conftest import ApiServer, ScratchDatabase
 from tests.integration.device_fixtures import (
@@ -53,7 +54,9 @@ def test_ten_thousand_devices_from_csv_with_the_broker_in_sync(
             assert dev.connected.wait(30), dev.reasons
         connected = time.monotonic()
     password_lines = secure_broker.password_file.read_text().splitlines()
-    assert len(password_lines) == DEVICES + 1  # and the center
+    accounts = set(CENTER_ACCOUNTS.values())
+    assert len(password_lines) == DEVICES + len(accounts)  # and the center's accounts, one per role
+    assert {line.split(":", 1)[0] for line in password_lines} >= accounts
     result = {
         "devices": DEVICES,
         "import_s": round(imported - started, 2),

@@ -22,6 +22,7 @@ from tests.integration.device_fixtures import (
     run_secure_ingest_fixture,  # noqa: F401
     secure_api_fixture,  # noqa: F401
     secure_broker_fixture,  # noqa: F401
+    tokens_fixture,  # noqa: F401
 )
 
 INTERVAL_S = 1.0
@@ -42,6 +43,7 @@ def test_a_silent_device_is_reported_silent_then_online_when_it_returns(
     run_monitor: Callable[..., RunningMonitor],
     run_secure_ingest: Callable[[], RunningIngest],
     secure_api: Callable[[], ApiServer],
+    tokens: dict[str, dict[str, str]],
 ) -> None:
     device = provision("soil-ct-101", "soil_probe", "can-tho", report_interval_s=INTERVAL_S)
     provision("soil-ct-102", "soil_probe", "can-tho")  # never connects
@@ -56,6 +58,7 @@ def test_a_silent_device_is_reported_silent_then_online_when_it_returns(
         dev.client.publish(topic, encode_json(readings, seq=seq, ts=datetime.now(UTC)), qos=1).wait_for_publish(5)
 
     with run_monitor() as monitor, run_secure_ingest(), secure_api() as client:
+        client.headers.update(tokens["viewer"])
         monitor.wait_synced(database)
         assert _state(client, "soil-ct-101") == "unknown"
         dev = DeviceClient(
@@ -91,6 +94,7 @@ def test_a_silent_device_is_reported_silent_then_online_when_it_returns(
             "silent": 1,
             "offline": 0,
             "unknown": 1,
+            "type_code": "*",
         }
         assert summary[("can-tho", "energy")]["unknown"] == 1
         silent_list = client.get("/device-health", params={"state": "silent"}).json()

@@ -20,6 +20,7 @@ from ingest.worker import IngestConfig
 from protocol.telemetry import encode_json
 from protocol.topics import telemetry_topic
 from tests.integration.conftest import ScratchDatabase, wait_for
+from tests.integration.device_fixtures import tokens_fixture  # noqa: F401
 from tests.integration.publisher import Publisher
 
 
@@ -34,6 +35,7 @@ def test_metrics_count_messages_rows_and_quarantine_by_reason(
     register: Callable[..., object],
     ingest_config: IngestConfig,
     runtime_root: Path,
+    tokens: dict[str, dict[str, str]],
 ) -> None:
     register("meter-metrics", "smart_meter", "can-tho")
     topic = telemetry_topic("can-tho", "energy", "meter-metrics")
@@ -54,11 +56,16 @@ def test_metrics_count_messages_rows_and_quarantine_by_reason(
         thread.start()
         try:
             wait_for(lambda: server.started, what="API started")
-            response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+            url = f"http://127.0.0.1:{port}/metrics"
+            # A scraper uses an admin API key; nothing less reads the center's counters.
+            refused = [httpx.get(url, timeout=10).status_code]
+            refused += [httpx.get(url, headers=tokens[role], timeout=10).status_code for role in ("viewer", "operator")]
+            response = httpx.get(url, headers=tokens["admin"], timeout=10)
         finally:
             server.should_exit = True
             thread.join(10)
 
+    assert refused == [401, 403, 403]
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     text = response.text

@@ -171,7 +171,13 @@ def test_prepare_quarantines_a_device_not_in_the_registry_as_unknown_device(work
     assert rows == []
     assert bad == [
         QuarantinedMessage(
-            topic=topic, device_id="ghost-001", reason="unknown_device", detail="ghost-001", payload=payload
+            topic=topic,
+            device_id="ghost-001",
+            reason="unknown_device",
+            detail="ghost-001",
+            payload=payload,
+            province="quang-tri",
+            sector="health",
         )
     ]
 
