@@ -32,7 +32,7 @@ _TITLE_PREFIXES: Final = ("thanh pho ", "tp ", "tinh ")
 
 _TOP_KEYS: Final = frozenset({"schema_version", "source", "provinces"})
 _PROVINCE_KEYS: Final = frozenset({"code", "name", "name_ascii", "kind", "merged_from"})
-_PROVINCE_OPTIONAL_KEYS: Final = frozenset({"admin_code"})
+_PROVINCE_OPTIONAL_KEYS: Final = frozenset({"admin_code", "center"})
 
 
 class ProvinceError(IocError):
@@ -49,6 +49,8 @@ class Province:
     # an unchanged unit lists only itself.
     merged_from: tuple[str, ...]
     admin_code: str | None = None
+    # (latitude, longitude) of the administrative seat, WGS 84: where a map puts the province.
+    center: tuple[float, float] | None = None
 
     @property
     def is_city(self) -> bool:
@@ -180,7 +182,23 @@ def _parse_province(raw: object, *, source: str, index: int) -> Province:
         kind=kind,
         merged_from=merged_from,
         admin_code=admin_code,
+        center=_center(obj, where) if "center" in obj else None,
     )
+
+
+def _center(obj: Mapping[str, object], where: str) -> tuple[float, float]:
+    """[latitude, longitude] inside Vietnam's bounding box."""
+    raw = obj["center"]
+    if (
+        not isinstance(raw, list)
+        or len(raw) != 2
+        or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in raw)
+    ):
+        raise ProvinceError(f"{where}: field 'center' must be [latitude, longitude]")
+    lat, lon = float(raw[0]), float(raw[1])
+    if not (8.0 <= lat <= 23.5 and 102.0 <= lon <= 110.0):
+        raise ProvinceError(f"{where}: field 'center' {raw} is not in Vietnam")
+    return lat, lon
 
 
 def _as_object(raw: object, where: str) -> dict[str, object]:

@@ -1,0 +1,237 @@
+"""`ioc bench api`: the API's main queries on a realistic history, with concurrent clients.
+
+In a fresh runtime folder it starts a private PostgreSQL and Mosquitto, registers N devices spread over provinces,
+writes their history (one reading a minute of 3 metrics for D days) straight into the hypertable, starts the API as
+its own process (`ioc api`), and measures with C concurrent clients: one device's last 24 h in 1-minute buckets,
+the latest values of every device, a province's KPI summary. Then it streams a CSV export of E rows and samples the
+API process's memory while it does (flat memory is the point).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+import httpx
+import psutil
+
+from api.access.keys import create_api_key
+from devices.catalog import load_catalog
+from devices.provisioning import FleetDevice, provision_fleet
+from devices.schema import migrate_database
+from embedded.runtime import EmbeddedMosquitto, EmbeddedPostgres, find_free_port
+from store.pool import connect
+from store.scope import EVERYTHING
+
+BENCH_TYPE: Final = "smart_meter"
+BENCH_METRICS: Final = ("active_power", "voltage", "current")
+PROVINCES: Final = ("can-tho", "an-giang", "dong-thap", "vinh-long", "ca-mau", "ha-noi", "hai-phong", "da-nang")
+API_START_TIMEOUT_S: Final = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class ApiBenchConfig:
+    devices: int = 1000
+    days: float = 7.0
+    interval_s: int = 60
+    clients: int = 8
+    requests: int = 400  # per query kind
+    export_rows: int = 10_000_000
+
+
+def _quantiles(latencies_s: list[float]) -> dict[str, float]:
+    ordered = sorted(latencies_s)
+    cuts = statistics.quantiles(ordered, n=100, method="inclusive")
+    return {
+        "p50_ms": round(cuts[49] * 1000, 1),
+        "p95_ms": round(cuts[94] * 1000, 1),
+        "p99_ms": round(cuts[98] * 1000, 1),
+        "max_ms": round(ordered[-1] * 1000, 1),
+        "requests": len(ordered),
+    }
+
+
+def _seed(
+    database_url: str, config: ApiBenchConfig, device_ids: list[str], now: datetime, progress: Callable[[str], None]
+) -> int:
+    """The history, one day per statement (each a transaction), and every device's latest values."""
+    start = now - timedelta(days=config.days)
+    per_day = int(86400 / config.interval_s)
+    days = int(config.days + 0.999)
+    written = 0
+    with connect(database_url, autocommit=True) as conn:
+        for day in range(days):
+            day_start = start + timedelta(days=day)
+            steps = min(per_day, int((now - day_start).total_seconds() / config.interval_s))
+            cur = conn.execute(
+                "INSERT INTO readings (ts, device_id, metric, value, quality) "
+                "SELECT %s + make_interval(secs => s * %s), d, m, "
+                "CASE m WHEN 'voltage' THEN 230 + 5 * sin(s / 60.0) WHEN 'current' THEN 5 + random() "
+                "ELSE 1 + random() END, 0 "
+                "FROM unnest(%s::text[]) AS d, unnest(%s::text[]) AS m, generate_series(0, %s - 1) AS s",
+                (day_start, config.interval_s, device_ids, list(BENCH_METRICS), steps),
+            )
+            written += cur.rowcount
+            progress(f"seeded day {day + 1}/{days}: {written:,} readings")
+        conn.execute(
+            "INSERT INTO device_latest (device_id, metric, ts, value, quality) "
+            "SELECT DISTINCT ON (device_id, metric) device_id, metric, ts, value, quality FROM readings "
+            "WHERE ts > %s ORDER BY device_id, metric, ts DESC",
+            (now - timedelta(hours=1),),
+        )
+        conn.execute("ANALYZE readings")
+    return written
+
+
+def _measure(
+    base_url: str, headers: dict[str, str], paths: list[tuple[str, dict[str, str]]], clients: int
+) -> dict[str, float]:
+    local = threading.local()
+
+    def one(item: tuple[str, dict[str, str]]) -> float:
+        if not hasattr(local, "client"):
+            local.client = httpx.Client(base_url=base_url, headers=headers, timeout=60)
+        started = time.perf_counter()
+        response = local.client.get(item[0], params=item[1])
+        elapsed = time.perf_counter() - started
+        if response.status_code != 200:
+            raise RuntimeError(f"{item[0]} answered {response.status_code}: {response.text[:200]}")
+        return elapsed
+
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        latencies = list(pool.map(one, paths))
+    return _quantiles(latencies)
+
+
+def _export(base_url: str, headers: dict[str, str], *, start: datetime, end: datetime, api_pid: int) -> dict[str, Any]:
+    """Stream an export, discarding it, while sampling the API process's resident memory."""
+    process = psutil.Process(api_pid)
+    before_mb = process.memory_info().rss / 2**20
+    peak = [before_mb]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.1):
+            peak[0] = max(peak[0], process.memory_info().rss / 2**20)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    started = time.perf_counter()
+    size = rows = 0
+    with (
+        httpx.Client(base_url=base_url, headers=headers, timeout=httpx.Timeout(60, read=600)) as client,
+        client.stream(
+            "GET", "/export/readings.csv", params={"from": start.isoformat(), "to": end.isoformat()}
+        ) as response,
+    ):
+        if response.status_code != 200:
+            raise RuntimeError(f"export answered {response.status_code}")
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            rows += chunk.count(b"\n")
+    seconds = time.perf_counter() - started
+    done.set()
+    sampler.join()
+    return {
+        "rows": rows - 1,
+        "bytes": size,
+        "seconds": round(seconds, 1),
+        "rows_per_s": round((rows - 1) / seconds),
+        "api_rss_before_mb": round(before_mb, 1),
+        "api_rss_peak_mb": round(peak[0], 1),
+    }
+
+
+def run_api_bench(
+    config: ApiBenchConfig, *, runtime_dir: Path, progress: Callable[[str], None] = print
+) -> dict[str, Any]:
+    root = runtime_dir / f"bench-api-{os.getpid()}"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    device_ids = [f"bench-{i:05d}" for i in range(config.devices)]
+    try:
+        with EmbeddedPostgres(root / "pg") as pg, EmbeddedMosquitto(root / "mq") as mq:
+            migrate_database(pg.url)
+            with connect(pg.url) as conn:
+                provision_fleet(
+                    conn,
+                    [FleetDevice(d, BENCH_TYPE, PROVINCES[i % len(PROVINCES)]) for i, d in enumerate(device_ids)],
+                    catalog=load_catalog(),
+                    actor="ioc bench api",
+                )
+                key = create_api_key(
+                    conn, name="bench", role="admin", scope=EVERYTHING, lifetime=timedelta(hours=6), actor="bench"
+                )
+                conn.commit()
+            seed_started = time.perf_counter()
+            readings = _seed(pg.url, config, device_ids, now, progress)
+            seed_s = time.perf_counter() - seed_started
+            port = find_free_port()
+            env = {**os.environ, "IOC_DATABASE_URL": pg.url, "IOC_MQTT_URL": mq.url, "IOC_RUNTIME_DIR": str(root)}
+            api = subprocess.Popen(
+                [sys.executable, "-m", "ioc", "--log-level", "WARNING", "api", "--port", str(port)],
+                env=env,
+                stdout=subprocess.DEVNULL,
+            )
+            try:
+                base = f"http://127.0.0.1:{port}"
+                headers = {"Authorization": f"Bearer {key.secret}"}
+                deadline = time.monotonic() + API_START_TIMEOUT_S
+                while True:
+                    try:
+                        if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("the API did not start")
+                    time.sleep(0.2)
+                day_ago = (now - timedelta(hours=24)).isoformat()
+                queries = {
+                    "device_24h_1min_buckets": [
+                        (
+                            f"/devices/{device_ids[(i * 37) % len(device_ids)]}/buckets",
+                            {"bucket_s": "60", "from": day_ago, "to": now.isoformat(), "metric": "active_power"},
+                        )
+                        for i in range(config.requests)
+                    ],
+                    "latest_all_devices": [("/latest", {"limit": "50000"})] * config.requests,
+                    "province_kpis": [
+                        ("/kpis", {"province": PROVINCES[i % len(PROVINCES)]}) for i in range(config.requests)
+                    ],
+                }
+                results: dict[str, Any] = {}
+                for name, paths in queries.items():
+                    _measure(base, headers, paths[: config.clients * 2], config.clients)  # warm up
+                    results[name] = _measure(base, headers, paths, config.clients)
+                    progress(f"{name}: {results[name]}")
+                rows_per_minute = config.devices * len(BENCH_METRICS)
+                export_minutes = max(1, config.export_rows // rows_per_minute)
+                export = _export(base, headers, start=now - timedelta(minutes=export_minutes), end=now, api_pid=api.pid)
+                progress(f"export: {export}")
+            finally:
+                api.terminate()
+                api.wait(30)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return {
+        "config": asdict(config),
+        "readings_seeded": readings,
+        "seed_s": round(seed_s, 1),
+        "queries": results,
+        "export": export,
+        "cpu_count": psutil.cpu_count(),
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
