@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 IOC := $(VENV)/bin/ioc
 
-.PHONY: help setup demo up test unit integration check lint typecheck format bench clean
+.PHONY: help setup demo up test unit integration check lint typecheck format bench clean console
 
 help:
 	@echo "make demo   - set up everything and run the center with a simulated fleet"
@@ -41,6 +41,11 @@ typecheck:
 format:
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+# The live console's front-end (api/console/) built into api/static/console/, which is committed: only a change to
+# the console needs Node.js (npm ci installs the pinned packages of api/console/package-lock.json).
+console:
+	cd api/console && npm ci --no-audit --no-fund && npm run build
 
 bench: setup
 	$(IOC) bench ingest --seconds 60 --json bench-ingest.json

@@ -57,6 +57,7 @@ _WINDOW_KINDS: Final = frozenset({"rate_of_change", "stuck", "silent"})
 
 _TOP_KEYS: Final = frozenset({"schema_version", "device_types"})
 _TYPE_KEYS: Final = frozenset({"code", "name", "sector", "description", "report_interval_s", "metrics", "rules"})
+_TYPE_OPTIONAL_KEYS: Final = frozenset({"name_vi"})  # the Vietnamese name, shown first by the console
 _METRIC_KEYS: Final = frozenset({"name", "unit", "description", "min", "max"})
 _METRIC_OPTIONAL_KEYS: Final = frozenset({"group"})
 _RULE_KEYS: Final = frozenset({"kind", "duration_s", "severity", "message"})
@@ -113,6 +114,7 @@ class DeviceType:
     report_interval_s: float
     metrics: tuple[MetricSpec, ...]
     rules: tuple[RuleSpec, ...]
+    name_vi: str | None = None
     _by_name: Mapping[str, MetricSpec] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -195,7 +197,7 @@ def _parse_type(raw: object, *, source: str, index: int) -> DeviceType:
     if isinstance(code, str):
         # Name the type as soon as it has a name: that is what a reader searches the file for.
         where = f"{source}: device type {code!r}"
-    _check_keys(obj, required=_TYPE_KEYS, optional=frozenset(), where=where)
+    _check_keys(obj, required=_TYPE_KEYS, optional=_TYPE_OPTIONAL_KEYS, where=where)
     code = _name(obj, "code", where)
     interval = _number(obj, "report_interval_s", where)
     if interval <= 0:
@@ -237,6 +239,7 @@ def _parse_type(raw: object, *, source: str, index: int) -> DeviceType:
         report_interval_s=interval,
         metrics=tuple(metrics),
         rules=rules,
+        name_vi=_text(obj, "name_vi", where) if "name_vi" in obj else None,
     )
 
 
