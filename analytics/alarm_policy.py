@@ -21,6 +21,8 @@ class DetectorAlarmPolicy:
 
     - `learn_points`: the series' first points raise nothing (the detector's own warm-up is among them): its
       baseline is still forming. Counted in readings, so it follows the series' own report interval.
+    - `learn_s`: nor does anything in the series' first `learn_s` of reading time (a day of learning sees a
+      whole day's physics once, whatever the report interval);
     - a point with score ≥ `high_score` raises at once (clearly unlike anything learned);
     - otherwise `persist_points` anomalous points within the last `persist_window` points raise (a condition
       that lasts, not one odd value);
@@ -29,14 +31,15 @@ class DetectorAlarmPolicy:
     """
 
     learn_points: int = 0
+    learn_s: float = 0.0
     high_score: float = 0.0
     persist_points: int = 1
     persist_window: int = 1
     device_gap_s: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.learn_points < 0 or self.device_gap_s < 0:
-            raise ValueError("learn_points and device_gap_s must not be negative")
+        if self.learn_points < 0 or self.device_gap_s < 0 or self.learn_s < 0:
+            raise ValueError("learn_points, learn_s and device_gap_s must not be negative")
         if not 1 <= self.persist_points <= self.persist_window <= PERSIST_WINDOW_MAX:
             raise ValueError(f"need 1 <= persist_points <= persist_window <= {PERSIST_WINDOW_MAX}")
         if not 0.0 <= self.high_score <= 1.0:
@@ -45,44 +48,47 @@ class DetectorAlarmPolicy:
 
 # Every anomalous score raises (the job's behaviour before the policy; tests of the lifecycle use it).
 EVERY_ANOMALY: Final = DetectorAlarmPolicy()
-# The live defaults (`Settings.detector_alarm_*`), chosen on the simulated fleet (`ioc bench detection`, 60 devices,
-# 4 h, seed 7, alarms replayed under each policy): the detector damps itself after an alert, so persistence
-# rarely adds anything and the score bar does the work; no learning beyond the detector's own 100-point warm-up
-# (more cost recall and bought no precision); a 10-minute device gap. Spike, level-shift, drift and noise
-# recall stayed where they were (0.48-0.53 → 0.39-0.52) while alarms fell from 1,516 to 132.
-DEFAULT_POLICY: Final = DetectorAlarmPolicy(
-    learn_points=0, high_score=0.78, persist_points=3, persist_window=6, device_gap_s=600.0
-)
+# The live defaults (`Settings.detector_alarm_*`). The production detectors keep their own anomalous state
+# (onset, persistence and end are theirs), so the policy only holds alarms back while a series learns its
+# normal: a day of reading time, which sees every hour of the day once whatever the report interval.
+DEFAULT_POLICY: Final = DetectorAlarmPolicy(learn_s=86_400.0)
 
 
 class DetectorAlarmGate:
     """A series' memory for the policy: how many points it has seen and which recent ones were anomalous."""
 
-    __slots__ = ("points", "recent")
+    __slots__ = ("first_ts", "points", "recent")
 
     def __init__(self) -> None:
         self.points = 0
         # One bit per recent point, newest lowest: 1 = anomalous.
         self.recent = 0
+        self.first_ts: float | None = None
 
-    def step(self, policy: DetectorAlarmPolicy, *, score: float, anomalous: bool) -> bool:
-        """Feed one scored point; True when it may raise (the device-wide gap is the caller's to apply)."""
+    def step(self, policy: DetectorAlarmPolicy, *, score: float, anomalous: bool, ts: float = 0.0) -> bool:
+        """Feed one scored point (reading time `ts`); True when it may raise (the device-wide gap is the caller's
+        to apply)."""
         self.points += 1
+        if self.first_ts is None:
+            self.first_ts = ts
         mask = (1 << policy.persist_window) - 1
         self.recent = ((self.recent << 1) | int(anomalous)) & mask
-        if not anomalous or self.points <= policy.learn_points:
+        if not anomalous or self.points <= policy.learn_points or ts - self.first_ts < policy.learn_s:
             return False
         if policy.high_score > 0.0 and score >= policy.high_score:
             return True
         return self.recent.bit_count() >= policy.persist_points
 
-    def dump(self) -> dict[str, int]:
-        return {"points": self.points, "recent": self.recent}
+    def dump(self) -> dict[str, int | float | None]:
+        return {"points": self.points, "recent": self.recent, "first_ts": self.first_ts}
 
     def load(self, data: Mapping[str, object]) -> None:
         points, recent = data.get("points", 0), data.get("recent", 0)
         if isinstance(points, int) and isinstance(recent, int):
             self.points, self.recent = points, recent
+        first = data.get("first_ts")
+        # A state saved before `first_ts` was kept: the series has been learning since before the restart.
+        self.first_ts = float(first) if isinstance(first, int | float) else float("-inf")
 
 
 def device_gap_open(policy: DetectorAlarmPolicy, *, last_raise_ts: float | None, ts: float) -> bool:

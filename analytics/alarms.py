@@ -12,10 +12,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Final, Literal, get_args
 
+from psycopg import sql
+
 from core.errors import Conflict, NotFound
 from devices import audit as devices_audit
 from devices.catalog import SEVERITIES, Severity
 from store.pool import Conn
+from store.scope import Scope
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -71,6 +74,12 @@ class Alarm:
     clear_reason: str | None
     clear_note: str | None
     details: dict[str, object]
+    # Flood control (migration 0006): the incident's first alarm when this one joined it, silence reminders sent,
+    # and whether it is flapping.
+    incident_id: int | None = None
+    reminders: int = 0
+    reminded_at: datetime | None = None
+    flapping: bool = False
 
     def as_json(self) -> dict[str, object]:
         """The alarm as plain JSON values (timestamps in ISO 8601), for events and webhooks."""
@@ -86,7 +95,7 @@ _COLUMNS: Final = (
     "occurrences, first_reading_ts, last_reading_ts, last_value, last_score, trigger_reading_ts, trigger_received_at, "
     "raised_at, "
     "updated_at, acknowledged_by, acknowledged_at, ack_note, escalation_level, escalated_at, cleared_by, "
-    "cleared_at, clear_reason, clear_note, details"
+    "cleared_at, clear_reason, clear_note, details, incident_id, reminders, reminded_at, flapping"
 )
 
 
@@ -195,16 +204,57 @@ def clear_cause(
     return alarm
 
 
-def get_alarm(conn: Conn, alarm_id: int) -> Alarm:
-    row = conn.execute(f"SELECT {_COLUMNS} FROM alarms WHERE id = %s", (alarm_id,)).fetchone()
+def link_incident(conn: Conn, alarm_id: int, *, leader: tuple[str, str | None, str]) -> int | None:
+    """Link a new alarm to the incident of the latest alarm of `leader` (device, metric, cause): to that alarm's
+    own incident when it joined one. Returns the incident's first alarm id (None: no such alarm)."""
+    row = conn.execute(
+        "UPDATE alarms AS a SET incident_id = l.incident FROM ("
+        "SELECT coalesce(incident_id, id) AS incident FROM alarms WHERE device_id = %s "
+        "AND metric IS NOT DISTINCT FROM %s AND cause = %s AND id <> %s ORDER BY raised_at DESC, id DESC LIMIT 1"
+        ") AS l WHERE a.id = %s RETURNING a.incident_id",
+        (leader[0], leader[1], leader[2], alarm_id, alarm_id),
+    ).fetchone()
+    return None if row is None else int(row[0])
+
+
+def mark_flapping(conn: Conn, *, device_id: str, metric: str | None, cause: str) -> None:
+    """The open alarm of this cause keeps being raised again: it is flapping (and held open until quiet)."""
+    conn.execute(
+        "UPDATE alarms SET flapping = true WHERE device_id = %s AND metric IS NOT DISTINCT FROM %s AND cause = %s "
+        "AND status <> 'cleared' AND NOT flapping",
+        (device_id, metric, cause),
+    )
+
+
+def remind_due(conn: Conn, *, kinds: tuple[str, ...], every_s: float, now: datetime) -> list[Alarm]:
+    """Active (unacknowledged) alarms of `kinds` last notified at least `every_s` ago: counted as reminded now and
+    returned, to be notified again."""
+    rows = conn.execute(
+        f"UPDATE alarms SET reminders = reminders + 1, reminded_at = %s WHERE status = 'active' "
+        f"AND kind = ANY(%s) AND coalesce(reminded_at, raised_at) <= %s RETURNING {_COLUMNS}",
+        (now, list(kinds), now - timedelta(seconds=every_s)),
+    ).fetchall()
+    return [_alarm(r) for r in rows]
+
+
+def get_alarm(conn: Conn, alarm_id: int, *, scope: Scope) -> Alarm:
+    """The alarm, or AlarmNotFound when there is none or it is outside `scope` (the same answer)."""
+    in_scope, scope_params = scope.where()
+    row = conn.execute(
+        sql.SQL("SELECT {} FROM alarms WHERE id = %s AND {}").format(sql.SQL(_COLUMNS), in_scope),
+        [alarm_id, *scope_params],
+    ).fetchone()
     if row is None:
         raise AlarmNotFound(f"no alarm {alarm_id}")
     return _alarm(row)
 
 
-def acknowledge_alarm(conn: Conn, alarm_id: int, *, by: str, note: str | None, now: datetime) -> Alarm:
-    """An operator takes the alarm: it stops escalating. Only an active alarm can be acknowledged."""
-    current = _locked(conn, alarm_id)
+def acknowledge_alarm(
+    conn: Conn, alarm_id: int, *, by: str, note: str | None, now: datetime, scope: Scope, address: str | None = None
+) -> Alarm:
+    """An operator takes the alarm: it stops escalating. Only an active alarm can be acknowledged; one outside
+    `scope` is not found."""
+    current = _locked(conn, alarm_id, scope=scope)
     if current.status != "active":
         raise AlarmStateError(f"alarm {alarm_id} is {current.status}; only an active alarm can be acknowledged")
     row = conn.execute(
@@ -214,13 +264,15 @@ def acknowledge_alarm(conn: Conn, alarm_id: int, *, by: str, note: str | None, n
     ).fetchone()
     assert row is not None
     alarm = _alarm(row)
-    record_audit(conn, actor=by, action="alarm.acknowledge", alarm=alarm, detail={"note": note})
+    record_audit(conn, actor=by, action="alarm.acknowledge", alarm=alarm, detail={"note": note}, address=address)
     return alarm
 
 
-def clear_alarm(conn: Conn, alarm_id: int, *, by: str, note: str | None, now: datetime) -> Alarm:
-    """An operator clears the alarm (active or acknowledged)."""
-    current = _locked(conn, alarm_id)
+def clear_alarm(
+    conn: Conn, alarm_id: int, *, by: str, note: str | None, now: datetime, scope: Scope, address: str | None = None
+) -> Alarm:
+    """An operator clears the alarm (active or acknowledged); one outside `scope` is not found."""
+    current = _locked(conn, alarm_id, scope=scope)
     if current.status == "cleared":
         raise AlarmStateError(f"alarm {alarm_id} is already cleared (by {current.cleared_by})")
     row = conn.execute(
@@ -230,12 +282,45 @@ def clear_alarm(conn: Conn, alarm_id: int, *, by: str, note: str | None, now: da
     ).fetchone()
     assert row is not None
     alarm = _alarm(row)
-    record_audit(conn, actor=by, action="alarm.clear", alarm=alarm, detail={"note": note})
+    record_audit(conn, actor=by, action="alarm.clear", alarm=alarm, detail={"note": note}, address=address)
     return alarm
 
 
-def _locked(conn: Conn, alarm_id: int) -> Alarm:
-    row = conn.execute(f"SELECT {_COLUMNS} FROM alarms WHERE id = %s FOR UPDATE", (alarm_id,)).fetchone()
+@dataclass(frozen=True, slots=True)
+class AlarmComment:
+    at: datetime
+    actor: str
+    note: str
+
+
+def comment_alarm(conn: Conn, alarm_id: int, *, by: str, note: str, scope: Scope, address: str | None = None) -> Alarm:
+    """An operator's note on the alarm, whatever its status; kept as the alarm's `alarm.comment` audit entries
+    (who, when, from where: see `list_alarm_comments`). An alarm outside `scope` is not found."""
+    alarm = get_alarm(conn, alarm_id, scope=scope)
+    record_audit(conn, actor=by, action="alarm.comment", alarm=alarm, detail={"note": note}, address=address)
+    return alarm
+
+
+def list_alarm_comments(conn: Conn, alarm_id: int, *, scope: Scope) -> list[AlarmComment]:
+    """The alarm's comments, oldest first; none when it is outside `scope`."""
+    in_scope, scope_params = scope.where(table="a")
+    rows = conn.execute(
+        sql.SQL(
+            "SELECT l.at, l.actor, l.details->>'note' FROM audit_log l WHERE l.target = %s "
+            "AND l.action = 'alarm.comment' AND EXISTS (SELECT 1 FROM alarms a WHERE a.id = %s AND {}) "
+            "ORDER BY l.id"
+        ).format(in_scope),
+        [f"alarm:{alarm_id}", alarm_id, *scope_params],
+    ).fetchall()
+    return [AlarmComment(at=r[0], actor=r[1], note=r[2]) for r in rows]
+
+
+def _locked(conn: Conn, alarm_id: int, *, scope: Scope) -> Alarm:
+    in_scope, scope_params = scope.where()
+    row = conn.execute(
+        sql.SQL("SELECT {} FROM alarms WHERE id = %s AND {} FOR UPDATE").format(sql.SQL(_COLUMNS), in_scope),
+        [alarm_id, *scope_params],
+    ).fetchone()
     if row is None:
         raise AlarmNotFound(f"no alarm {alarm_id}")
     return _alarm(row)
@@ -267,38 +352,60 @@ def open_alarms(conn: Conn) -> list[Alarm]:
 def list_alarms(
     conn: Conn,
     *,
+    scope: Scope,
     status: AlarmStatus | None = None,
     province: str | None = None,
+    sector: str | None = None,
     severity: Severity | None = None,
     device_id: str | None = None,
+    kind: str | None = None,
+    open_only: bool = False,
     limit: int = 500,
     offset: int = 0,
 ) -> list[Alarm]:
-    """Newest first."""
+    """The alarms inside `scope`, newest first, filtered by status (or all not cleared), province, sector,
+    severity, device and kind."""
+    in_scope, scope_params = scope.where()
     rows = conn.execute(
-        f"SELECT {_COLUMNS} FROM alarms WHERE (%(status)s::text IS NULL OR status = %(status)s) "
-        "AND (%(province)s::text IS NULL OR province = %(province)s) "
-        "AND (%(severity)s::text IS NULL OR severity = %(severity)s) "
-        "AND (%(device)s::text IS NULL OR device_id = %(device)s) "
-        "ORDER BY raised_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s",
-        {
-            "status": status,
-            "province": province,
-            "severity": severity,
-            "device": device_id,
-            "limit": limit,
-            "offset": offset,
-        },
+        sql.SQL(
+            "SELECT {} FROM alarms WHERE (%s::text IS NULL OR status = %s) AND (NOT %s OR status <> 'cleared') "
+            "AND (%s::text IS NULL OR province = %s) AND (%s::text IS NULL OR sector = %s) "
+            "AND (%s::text IS NULL OR severity = %s) AND (%s::text IS NULL OR device_id = %s) "
+            "AND (%s::text IS NULL OR kind = %s) AND {} "
+            "ORDER BY raised_at DESC, id DESC LIMIT %s OFFSET %s"
+        ).format(sql.SQL(_COLUMNS), in_scope),
+        [
+            status,
+            status,
+            open_only,
+            province,
+            province,
+            sector,
+            sector,
+            severity,
+            severity,
+            device_id,
+            device_id,
+            kind,
+            kind,
+            *scope_params,
+            limit,
+            offset,
+        ],
     ).fetchall()
     return [_alarm(r) for r in rows]
 
 
-def record_audit(conn: Conn, *, actor: str, action: str, alarm: Alarm, detail: dict[str, object]) -> None:
-    """An `audit_log` entry for an alarm change, in the same transaction as the change (target `alarm:{id}`)."""
+def record_audit(
+    conn: Conn, *, actor: str, action: str, alarm: Alarm, detail: dict[str, object], address: str | None = None
+) -> None:
+    """An `audit_log` entry for an alarm change, in the same transaction as the change (target `alarm:{id}`;
+    `details.device_id` places it in a scope)."""
     devices_audit.record_audit(
         conn,
         actor=actor,
         action=action,
         target=f"alarm:{alarm.id}",
         details={"device_id": alarm.device_id, "metric": alarm.metric, "cause": alarm.cause, **detail},
+        address=address,
     )

@@ -1,5 +1,9 @@
-"""The production streaming detector over a CSV file: one time column, numeric columns; scores written causally,
-one row per input row (`ioc detect`). numpy is imported only when scoring starts, so the command starts fast."""
+"""The production streaming detectors over a CSV file: one time column, numeric columns; scores written causally,
+one row per input row (`ioc detect`).
+
+`anomaly_score` is the largest score of the row (how surprising it is); `is_anomaly` is the state: 1 while any
+column's detector, or (mode `joint`, with two numeric columns or more) the joint detector of all columns, holds
+the row anomalous. numpy is imported only when scoring starts, so the command starts fast."""
 
 from __future__ import annotations
 
@@ -7,6 +11,9 @@ import csv
 import math
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
+
+DetectMode = Literal["joint", "per-column"]
 
 _EPOCH_MS_MIN = 1e11  # numeric timestamps above this are milliseconds (1e11 s is the year 5138)
 
@@ -41,8 +48,9 @@ def _parse_value(text: str) -> float:
     return value if math.isfinite(value) else math.nan
 
 
-def detect_csv(*, source: Path, target: Path, time_column: str, sep: str = ",") -> int:
+def detect_csv(*, source: Path, target: Path, time_column: str, sep: str = ",", mode: DetectMode = "joint") -> int:
     """Score `source` into `target`; returns the number of rows written."""
+    from analytics.detectors.joint import JointDetector
     from analytics.detectors.univariate import UnivariateDetector
 
     with source.open(newline="", encoding="utf-8") as handle:
@@ -58,7 +66,7 @@ def detect_csv(*, source: Path, target: Path, time_column: str, sep: str = ",") 
     # Columns with no numeric cell at all (labels, ids) are not metrics.
     numeric = [i for i in value_columns if any(i < len(r) and not math.isnan(_parse_value(r[i])) for r in rows)]
     detectors = [UnivariateDetector() for _ in numeric]
-    threshold = detectors[0].threshold if detectors else 1.0
+    joint = JointDetector([header[i] for i in numeric]) if mode == "joint" and len(numeric) >= 2 else None
     with target.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(["timestamp", "anomaly_score", "is_anomaly"])
@@ -66,8 +74,15 @@ def detect_csv(*, source: Path, target: Path, time_column: str, sep: str = ",") 
             stamp = row[time_at] if time_at < len(row) else ""
             t = _parse_time(stamp)
             score = 0.0
+            anomalous = False
+            values = []
             for detector, column in zip(detectors, numeric, strict=True):
                 value = _parse_value(row[column]) if column < len(row) else math.nan
+                values.append(value)
                 score = max(score, detector.update(t, value))
-            writer.writerow([stamp, repr(score), int(score >= threshold)])
+                anomalous = anomalous or (not math.isnan(value) and detector.anomalous)
+            if joint is not None:
+                anomalous = joint.update(values, t) or anomalous
+                score = max(score, joint.score)
+            writer.writerow([stamp, repr(score), int(anomalous)])
     return len(rows)

@@ -1,17 +1,24 @@
-"""The production detector (its factory and threshold) and the saved form of a series' state: detector, rule
-timers, alarm gate and reading times, as the bytes the analytics job keeps in `analytics_state`."""
+"""The production detectors (their factories and threshold) and the saved form of their state: a series' detector,
+rule timers, alarm gate and reading times, and a device's joint detector, as the bytes the analytics job keeps in
+`analytics_state` (a joint detector under the pseudo-metric `joint:<metrics>`)."""
 
 from __future__ import annotations
 
 import pickle
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Final, Protocol, cast
+from typing import TYPE_CHECKING, Final, Protocol, cast
 
 from core.errors import IocError
 
+if TYPE_CHECKING:
+    from analytics.detectors.joint import JointDetector
+
 # Bump when the saved form changes: state in another format is dropped and the series starts afresh.
 STATE_FORMAT: Final = 1
+JOINT_FORMAT: Final = 1
+# The `analytics_state.metric` of a device's joint detector: this prefix and its metrics, comma-separated.
+JOINT_KEY_PREFIX: Final = "joint:"
 # What a saved state that cannot be read raises while it is read.
 _UNREADABLE: Final = (pickle.UnpicklingError, AttributeError, TypeError, ValueError, KeyError, EOFError)
 
@@ -28,6 +35,13 @@ def new_detector() -> Detector:
     from analytics.detectors.univariate import UnivariateDetector
 
     return UnivariateDetector()
+
+
+def new_joint_detector(metrics: Sequence[str]) -> JointDetector:
+    """The production joint detector for one device's metric set."""
+    from analytics.detectors.joint import JointDetector
+
+    return JointDetector(metrics)
 
 
 def detector_threshold() -> float:
@@ -102,3 +116,29 @@ def load_series_state(saved: bytes) -> SeriesState | None:
         last_ts=float(blob.get("last_ts", float("-inf"))),
         last_anomaly_ts=float(blob.get("last_anomaly_ts", float("-inf"))),
     )
+
+
+def joint_key(metrics: Sequence[str]) -> str:
+    """The pseudo-metric a joint detector over `metrics` is saved under."""
+    return JOINT_KEY_PREFIX + ",".join(metrics)
+
+
+def dump_joint_state(joint: object) -> bytes:
+    """A joint detector's learned state (its `state_dict()`), as saved bytes."""
+    state_dict = getattr(joint, "state_dict", None)
+    payload = state_dict() if callable(state_dict) else None
+    return pickle.dumps({"format": JOINT_FORMAT, "state": payload}, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def load_joint_state(saved: bytes) -> JointDetector | None:
+    """The joint detector `dump_joint_state` saved; None when it was saved in another format or by another kind of
+    joint detector. Raises `SavedStateError` when `saved` cannot be read."""
+    from analytics.detectors.joint import JointDetector
+
+    try:
+        blob = pickle.loads(saved)  # noqa: S301 - written only by the analytics job into its own table
+        if not isinstance(blob, dict) or blob.get("format") != JOINT_FORMAT or blob.get("state") is None:
+            return None
+        return JointDetector.from_state(blob["state"])
+    except _UNREADABLE as exc:
+        raise SavedStateError(str(exc)) from exc

@@ -4,9 +4,15 @@ the live job raised in the database.
 A label is one injected fault: `{"device": …, "metric": … | null, "kind": …, "start": …, "end": …}` (`device_id`
 is accepted for `device`; times are ISO 8601 or epoch seconds/milliseconds). An alarm detects a label when it is
 on the same device (and metric, unless either is device-wide) and the reading that raised it lies in
-[start, end + tolerance]. Reported per fault kind: recall, precision, median detection delay (reading time from
-fault start to the raising reading); and, over all alarms, the alarm latency from the raising reading's arrival
-at the center to the alarm's raise in wall time (`details.raised_wall_s - trigger_received_at`).
+[start, end + tolerance]. One label is one incident. Reported per fault kind: recall, precision, median detection
+delay (reading time from fault start to the raising reading, in seconds and in the device's report intervals);
+and, over all alarms, the alarm latency from the raising reading's arrival at the center to the alarm's raise in
+wall time (`details.raised_wall_s - trigger_received_at`).
+
+Point-wise (`score_points`): every reading of a faulted metric inside a label's [start, end] should carry the
+detector's anomalous state (`is_anomaly`, the `anomalies` rows) and no other reading should: precision, recall
+and F1 over readings, per kind and overall. Faults of whole messages (a dropout has no readings) are scored on
+incidents only.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import json
 import math
 import statistics
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +52,9 @@ class FaultLabel:
     end: float
 
 
+SeriesPoint = tuple[str, str, float]  # (device_id, metric, reading time in epoch seconds)
+
+
 @dataclass(frozen=True, slots=True)
 class Detection:
     alarm_id: int
@@ -55,6 +64,8 @@ class Detection:
     cause: str
     trigger_ts: float
     latency_s: float | None
+    # The first alarm of the incident this one joined (None: it leads its own).
+    incident_id: int | None = None
 
 
 def _time(value: object, where: str) -> float:
@@ -113,7 +124,7 @@ def load_detections(conn: Conn, *, start: float, end: float) -> list[Detection]:
     rows = conn.execute(
         "SELECT id, device_id, metric, source, cause, extract(epoch FROM coalesce(trigger_reading_ts, first_reading_ts))::float8, "
         "coalesce((details->>'raised_wall_s')::float8, extract(epoch FROM raised_at)::float8) "
-        "- extract(epoch FROM trigger_received_at)::float8 FROM alarms "
+        "- extract(epoch FROM trigger_received_at)::float8, incident_id FROM alarms "
         "WHERE coalesce(trigger_reading_ts, first_reading_ts) BETWEEN to_timestamp(%s) AND to_timestamp(%s) "
         "ORDER BY 6",
         (start, end),
@@ -127,9 +138,25 @@ def load_detections(conn: Conn, *, start: float, end: float) -> list[Detection]:
             cause=str(r[4]),
             trigger_ts=float(r[5]),
             latency_s=None if r[6] is None else float(r[6]),
+            incident_id=None if r[7] is None else int(r[7]),
         )
         for r in rows
     ]
+
+
+def load_points(conn: Conn, *, start: float, end: float) -> tuple[set[SeriesPoint], list[SeriesPoint]]:
+    """The anomalous readings (`anomalies`) and every reading, with reading times in [start, end]."""
+    flagged = conn.execute(
+        "SELECT DISTINCT device_id, metric, extract(epoch FROM ts)::float8 FROM anomalies "
+        "WHERE ts BETWEEN to_timestamp(%s) AND to_timestamp(%s)",
+        (start, end),
+    ).fetchall()
+    readings = conn.execute(
+        "SELECT device_id, metric, extract(epoch FROM ts)::float8 FROM readings "
+        "WHERE ts BETWEEN to_timestamp(%s) AND to_timestamp(%s)",
+        (start, end),
+    ).fetchall()
+    return {(str(d), str(m), float(t)) for d, m, t in flagged}, [(str(d), str(m), float(t)) for d, m, t in readings]
 
 
 def _matches(label: FaultLabel, detection: Detection, tolerance_s: float) -> bool:
@@ -152,9 +179,23 @@ def _quantile(values: Sequence[float], q: float) -> float | None:
 
 
 def score_detections(
-    labels: Sequence[FaultLabel], detections: Sequence[Detection], *, tolerance_s: float = DEFAULT_TOLERANCE_S
+    labels: Sequence[FaultLabel],
+    detections: Sequence[Detection],
+    *,
+    tolerance_s: float = DEFAULT_TOLERANCE_S,
+    intervals_s: Mapping[str, float] | None = None,
+    incident_of: Mapping[int, int] | None = None,
+    legitimate: Collection[int] = (),
 ) -> dict[str, object]:
-    """The report (pure): per fault kind and overall."""
+    """The report (pure): per fault kind and overall. `intervals_s` (device → report interval) adds the delays in
+    report intervals. `incident_of` (alarm id → the id of its incident's first alarm) scores precision on
+    incidents: an incident is true when any of its alarms detects a label (an alarm missing from it leads its
+    own incident). `legitimate`: ids of alarms that the same fleet raises without faults too (a real threshold
+    crossed by the physics): when they detect no label they are counted apart, neither true nor false."""
+    intervals_s = intervals_s or {}
+    incident_of = incident_of or {}
+    legitimate = set(legitimate)
+    delays_in_intervals: dict[str, list[float]] = defaultdict(list)
     matched_alarms: dict[int, set[str]] = defaultdict(set)
     per_kind: dict[str, dict[str, object]] = {}
     delays: dict[str, list[float]] = defaultdict(list)
@@ -171,25 +212,52 @@ def score_detections(
             first = min(hits, key=lambda d: d.trigger_ts)
             found[label.kind] += 1
             delays[label.kind].append(max(0.0, first.trigger_ts - label.start))
+            interval = intervals_s.get(label.device_id)
+            if interval:
+                delays_in_intervals[label.kind].append(max(0.0, first.trigger_ts - label.start) / interval)
             sources[label.kind][first.source] += 1
             if first.latency_s is not None:
                 first_latencies[label.kind].append(first.latency_s)
-    false_alarms = [d for d in detections if d.alarm_id not in matched_alarms]
+    # Incidents: alarms grouped under their first alarm; an incident carries the kinds its alarms detected.
+    leaders = {d.alarm_id: d for d in detections}
+    incident_kinds: dict[int, set[str]] = defaultdict(set)
+    incident_device: dict[int, str] = {}
+    for d in detections:
+        leader = incident_of.get(d.alarm_id, d.incident_id if d.incident_id is not None else d.alarm_id)
+        if leader not in leaders:
+            leader = d.alarm_id  # its incident began before the scored range: it counts on its own
+        incident_kinds[leader] |= matched_alarms.get(d.alarm_id, set())
+        incident_device.setdefault(leader, leaders[leader].device_id)
+    # An incident whose alarms detect nothing but include a legitimate one is the physics, not a false alarm.
+    incident_members: dict[int, list[int]] = defaultdict(list)
+    for d in detections:
+        leader = incident_of.get(d.alarm_id, d.incident_id if d.incident_id is not None else d.alarm_id)
+        incident_members[leader if leader in incident_kinds else d.alarm_id].append(d.alarm_id)
+    explained = {
+        leader
+        for leader, kinds in incident_kinds.items()
+        if not kinds and any(a in legitimate for a in incident_members[leader])
+    }
+    for leader in explained:
+        del incident_kinds[leader]
+    false_incidents = [leader for leader, kinds in incident_kinds.items() if not kinds]
+    false_alarms = [d for d in detections if d.alarm_id not in matched_alarms and d.alarm_id not in legitimate]
     for kind in sorted(total):
         series = {(lb.device_id, lb.metric) for lb in labels if lb.kind == kind}
         devices = {device for device, _ in series}
-        true_positive = sum(1 for kinds in matched_alarms.values() if kind in kinds)
-        # False alarms charged to a kind: those on the devices that carry a fault of this kind.
-        charged = sum(1 for d in false_alarms if d.device_id in devices)
+        true_positive = sum(1 for kinds in incident_kinds.values() if kind in kinds)
+        # False incidents charged to a kind: those on the devices that carry a fault of this kind.
+        charged = sum(1 for leader in false_incidents if incident_device[leader] in devices)
         precision = true_positive / (true_positive + charged) if true_positive + charged else None
         per_kind[kind] = {
             "labels": total[kind],
             "detected": found[kind],
             "recall": found[kind] / total[kind],
-            "alarms_matched": true_positive,
-            "false_alarms_on_these_devices": charged,
+            "incidents_matched": true_positive,
+            "false_incidents_on_these_devices": charged,
             "precision": precision,
             "median_delay_s": _median(delays[kind]),
+            "median_delay_intervals": _median(delays_in_intervals[kind]),
             "first_detected_by": dict(sources[kind]),
             # Arrival → alarm (wall time) of the alarms that first detected each fault of this kind.
             "alarm_latency_s": {
@@ -204,10 +272,19 @@ def score_detections(
     return {
         "labels": all_total,
         "alarms": len(detections),
+        "incidents": len(incident_kinds),
+        "false_incidents": len(false_incidents),
+        "false_incidents_by_source": {
+            source: sum(1 for leader in false_incidents if leaders[leader].source == source)
+            for source in sorted({d.source for d in detections})
+        },
+        "legitimate_incidents": len(explained),
+        "false_alarms": len(false_alarms),
         "tolerance_s": tolerance_s,
         "recall": all_found / all_total if all_total else None,
-        "precision": (len(detections) - len(false_alarms)) / len(detections) if detections else None,
+        "precision": (len(incident_kinds) - len(false_incidents)) / len(incident_kinds) if incident_kinds else None,
         "median_delay_s": _median([v for values in delays.values() for v in values]),
+        "median_delay_intervals": _median([v for values in delays_in_intervals.values() for v in values]),
         "per_kind": per_kind,
         "alarm_latency_s": {
             "count": len(latencies),
@@ -219,6 +296,48 @@ def score_detections(
             ),
         },
     }
+
+
+def _f1(tp: int, fp: int, fn: int) -> dict[str, object]:
+    precision = tp / (tp + fp) if tp + fp else None
+    recall = tp / (tp + fn) if tp + fn else None
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None
+    return {"tp": tp, "fp": fp, "fn": fn, "precision": precision, "recall": recall, "f1": f1}
+
+
+def score_points(
+    labels: Sequence[FaultLabel], *, flagged: Collection[SeriesPoint], readings: Iterable[SeriesPoint]
+) -> dict[str, object]:
+    """Point-wise agreement of the anomalous state (`flagged` readings) with the labelled spans of metric faults,
+    over every stored reading (`readings`). Per kind, false positives are the flagged readings outside every span
+    on the series that carry a fault of that kind."""
+    spans: dict[tuple[str, str], list[tuple[float, float, str]]] = defaultdict(list)
+    for label in labels:
+        if label.metric is not None:
+            spans[(label.device_id, label.metric)].append((label.start, label.end, label.kind))
+    flagged_set = set(flagged)
+    tp: dict[str, int] = defaultdict(int)
+    fn: dict[str, int] = defaultdict(int)
+    fp_on: dict[tuple[str, str], int] = defaultdict(int)
+    fp_total = 0
+    for device_id, metric, ts in readings:
+        key = (device_id, metric)
+        is_flagged = (device_id, metric, ts) in flagged_set
+        kinds = [kind for start, end, kind in spans.get(key, ()) if start <= ts <= end]
+        if kinds:
+            for kind in set(kinds):
+                if is_flagged:
+                    tp[kind] += 1
+                else:
+                    fn[kind] += 1
+        elif is_flagged:
+            fp_total += 1
+            fp_on[key] += 1
+    per_kind: dict[str, object] = {}
+    for kind in sorted({kind for series in spans.values() for _, _, kind in series}):
+        series = {key for key, items in spans.items() if any(k == kind for _, _, k in items)}
+        per_kind[kind] = _f1(tp[kind], sum(fp_on[key] for key in series), fn[kind])
+    return {**_f1(sum(tp.values()), fp_total, sum(fn.values())), "per_kind": per_kind}
 
 
 def evaluate_labels(conn: Conn, labels_path: Path, *, tolerance_s: float = DEFAULT_TOLERANCE_S) -> dict[str, object]:

@@ -19,6 +19,7 @@ absorb (unique per series and reading time) and alarms count as repeats.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -29,20 +30,37 @@ from typing import Final
 
 import psycopg
 
-from analytics.alarms import clear_cause, escalate_due, open_alarms, raise_alarm, repeat_alarm
+from analytics.alarms import (
+    clear_cause,
+    escalate_due,
+    link_incident,
+    mark_flapping,
+    open_alarms,
+    raise_alarm,
+    remind_due,
+    repeat_alarm,
+)
 from analytics.detector_state import (
+    JOINT_KEY_PREFIX,
     Detector,
     SavedStateError,
+    dump_joint_state,
     dump_series_state,
+    joint_key,
+    load_joint_state,
     load_series_state,
     new_detector,
+    new_joint_detector,
 )
+from analytics.flood import NotificationLimiter
+from analytics.maintenance import MaintenanceIndex, Window
 from analytics.notify import AlarmEvent, Notifier
-from analytics.scoring import DETECTOR_NAME, AlarmOp, DeviceInfo, JobConfig, StreamScorer
+from analytics.scoring import AlarmOp, DeviceInfo, JobConfig, JointModel, StreamScorer
 from core.errors import StorageError
 from devices.catalog import Catalog
 from store.analytics import (
     FetchedReading,
+    RegisteredDevice,
     fetch_active_devices,
     fetch_devices,
     fetch_readings,
@@ -53,6 +71,7 @@ from store.analytics import (
     save_watermark,
     snapshot_xmin,
 )
+from store.maintenance import windows_ending_after
 from store.pool import Conn, Pool
 
 _LOGGER = logging.getLogger(__name__)
@@ -60,6 +79,14 @@ _LOGGER = logging.getLogger(__name__)
 XID_SPAN_START: Final = 4096
 XID_SPAN_MAX: Final = 1 << 40
 RETRY_DELAY_MAX_S: Final = 5.0
+# Maintenance windows are read again this often (wall time).
+MAINTENANCE_REFRESH_S: Final = 30.0
+# Alarm kinds that are reminded while active and unacknowledged.
+REMINDED_KINDS: Final = ("silent",)
+
+
+def device_info(device: RegisteredDevice) -> DeviceInfo:
+    return DeviceInfo(device.type_code, device.province, device.sector, device.report_interval_s, device.site)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +98,9 @@ class TickStats:
     repeated: int
     cleared: int
     escalated: int
+    reminded: int
+    suppressed: int
+    held_back: int
     watermark: int
     caught_up: bool
     fetch_s: float
@@ -91,6 +121,8 @@ class AnalyticsJob:
         clock: Callable[[], float] = time.time,
         silence_on_reading_time: bool = False,
         detector_factory: Callable[[], Detector] = new_detector,
+        joint_factory: Callable[[Sequence[str]], JointModel] = new_joint_detector,
+        limiter: NotificationLimiter | None = None,
     ) -> None:
         """`clock`: the job's now (epoch seconds) for silence, escalation and alarm times; a simulated fleet
         passes its own clock. `silence_on_reading_time`: judge silence against the newest reading time the job
@@ -100,15 +132,30 @@ class AnalyticsJob:
         self._notifier = notifier
         self._clock = clock
         self._silence_on_reading_time = silence_on_reading_time
-        self.scorer = StreamScorer(catalog, config, detector_factory=detector_factory)
+        self.scorer = StreamScorer(catalog, config, detector_factory=detector_factory, joint_factory=joint_factory)
+        self._limiter = limiter if limiter is not None else NotificationLimiter()
         self._devices: dict[str, DeviceInfo] = {}
         self._missing_states: set[tuple[str, str]] = set()
+        self._maintenance = MaintenanceIndex()
+        self._maintenance_read_at = float("-inf")
         self.watermark = 0
         self._span = XID_SPAN_START
         self._restored = False
         self.last_reading_ts: float | None = None
         self.totals: dict[str, int] = dict.fromkeys(
-            ("readings", "late", "anomalies", "raised", "repeated", "cleared", "escalated"), 0
+            (
+                "readings",
+                "late",
+                "anomalies",
+                "raised",
+                "repeated",
+                "cleared",
+                "escalated",
+                "reminded",
+                "suppressed",
+                "held_back",
+            ),
+            0,
         )
 
     # start and stop ----------------------------------------------------------------------------------------
@@ -119,7 +166,7 @@ class AnalyticsJob:
             self.watermark = saved if saved is not None else 0
             active = fetch_active_devices(conn)
             for device, last_seen in active:
-                info = DeviceInfo(device.type_code, device.province, device.sector)
+                info = device_info(device)
                 self._devices[device.device_id] = info
                 if last_seen is not None:
                     self.scorer.seed_silence(device.device_id, info, last_seen)
@@ -163,7 +210,7 @@ class AnalyticsJob:
         if not self._restored:
             self.restore()
         events: list[AlarmEvent] = []
-        counts = dict.fromkeys(("raised", "repeated", "cleared", "escalated"), 0)
+        counts = dict.fromkeys(("raised", "repeated", "cleared", "escalated", "reminded"), 0)
         with self._pool.connection() as conn:
             started = time.perf_counter()
             high = snapshot_xmin(conn)
@@ -172,10 +219,11 @@ class AnalyticsJob:
             self._adapt_span(len(rows))
             self._learn_devices(conn, rows)
             self._load_states(conn, rows)
-            fetched = time.perf_counter()
-            outcome = self.scorer.score(rows, self._devices)
-            caught_up = upper >= high
             now = self._clock()
+            self._refresh_maintenance(conn, now)
+            fetched = time.perf_counter()
+            outcome = self.scorer.score(rows, self._devices, maintenance=self._maintenance)
+            caught_up = upper >= high
             if outcome.max_ts > float("-inf"):
                 self.last_reading_ts = max(self.last_reading_ts or outcome.max_ts, outcome.max_ts)
             ops = outcome.ops
@@ -183,9 +231,9 @@ class AnalyticsJob:
             if caught_up and silence_now is not None:
                 # Silence is judged against the clock only once the backlog is read; before that, every device
                 # would look silent.
-                ops = [*ops, *self.scorer.check_silent(silence_now, self._devices)]
+                ops = [*ops, *self.scorer.check_silent(silence_now, self._devices, maintenance=self._maintenance)]
             scored = time.perf_counter()
-            insert_anomalies(conn, outcome.anomalies, detector=DETECTOR_NAME)
+            insert_anomalies(conn, outcome.anomalies)
             now_dt = datetime.fromtimestamp(now, UTC)
             wall = time.time()
             for op in ops:
@@ -193,9 +241,17 @@ class AnalyticsJob:
             for alarm in escalate_due(conn, after_s=self.config.escalate_after_s, now=now_dt):
                 counts["escalated"] += 1
                 events.append(AlarmEvent("escalated", alarm, now_dt))
+            if caught_up:
+                for alarm in remind_due(conn, kinds=REMINDED_KINDS, every_s=self.config.silence_reminder_s, now=now_dt):
+                    counts["reminded"] += 1
+                    events.append(AlarmEvent("reminder", alarm, now_dt))
             conn.commit()
             written = time.perf_counter()
         self.watermark = max(self.watermark, upper)
+        held_back = self._limiter.held_back
+        if events:
+            events = self._limiter.admit(events, now=now, where=self._where)
+        held_back = self._limiter.held_back - held_back
         if self._notifier is not None and events:
             self._notifier.notify(events)
         stats = TickStats(
@@ -206,6 +262,9 @@ class AnalyticsJob:
             repeated=counts["repeated"],
             cleared=counts["cleared"],
             escalated=counts["escalated"],
+            reminded=counts["reminded"],
+            suppressed=outcome.suppressed,
+            held_back=held_back,
             watermark=self.watermark,
             caught_up=caught_up,
             fetch_s=fetched - started,
@@ -234,6 +293,32 @@ class AnalyticsJob:
             return None
         return min(now, self.last_reading_ts)
 
+    def _where(self, event: AlarmEvent) -> tuple[str, str, str]:
+        """(device, type, province) of an event, for the notification limits."""
+        alarm = event.alarm
+        info = self._devices.get(alarm.device_id)
+        return alarm.device_id, info.type_code if info is not None else "?", alarm.province
+
+    def _refresh_maintenance(self, conn: Conn, now: float) -> None:
+        """The maintenance windows that still matter, read again every `MAINTENANCE_REFRESH_S` of wall time.
+        Windows are judged on reading time; a day back covers readings that arrive late."""
+        wall = time.monotonic()
+        if wall - self._maintenance_read_at < MAINTENANCE_REFRESH_S:
+            return
+        self._maintenance_read_at = wall
+        since = datetime.fromtimestamp(min(now, self.last_reading_ts or now) - 86_400.0, UTC)
+        self._maintenance = MaintenanceIndex(
+            Window(
+                start=w.starts_at.timestamp(),
+                end=w.ends_at.timestamp(),
+                device_id=w.device_id,
+                site=w.site,
+                province=w.province,
+                sector=w.sector,
+            )
+            for w in windows_ending_after(conn, since)
+        )
+
     def _apply(
         self, conn: Conn, op: AlarmOp, now: datetime, events: list[AlarmEvent], counts: dict[str, int], *, wall: float
     ) -> None:
@@ -245,10 +330,17 @@ class AnalyticsJob:
             alarm, created = raise_alarm(conn, signal, now=now)
             if created:
                 counts["raised"] += 1
-                events.append(AlarmEvent("raised", alarm, now))
+                incident = link_incident(conn, alarm.id, leader=op.joins) if op.joins is not None else None
+                if op.flapping:
+                    mark_flapping(conn, device_id=signal.device_id, metric=signal.metric, cause=signal.cause)
+                if incident is None:
+                    # Only an incident's first alarm is notified; the others are linked to it.
+                    events.append(AlarmEvent("raised", alarm, now))
             else:
                 counts["repeated"] += 1
         elif op.op == "repeat":
+            if op.flapping:
+                mark_flapping(conn, device_id=signal.device_id, metric=signal.metric, cause=signal.cause)
             if repeat_alarm(conn, signal, now=now) is not None:
                 counts["repeated"] += 1
         else:
@@ -278,15 +370,27 @@ class AnalyticsJob:
         if not unknown:
             return
         for device in fetch_devices(conn, unknown):
-            self._devices[device.device_id] = DeviceInfo(device.type_code, device.province, device.sector)
+            self._devices[device.device_id] = device_info(device)
 
     def _load_states(self, conn: Conn, rows: Sequence[FetchedReading]) -> None:
-        keys = self.scorer.pending_keys(rows) - self._missing_states
+        keys = self.scorer.pending_keys(rows)
+        # The joint detectors of devices not seen since the start, saved under a pseudo-metric per metric set.
+        for device_id in {r[0] for r in rows}:
+            info = self._devices.get(device_id)
+            if info is None:
+                continue
+            for metrics in self.scorer.joint_sets(info.type_code):
+                if (device_id, metrics) not in self.scorer.joints:
+                    keys.add((device_id, joint_key(metrics)))
+        keys -= self._missing_states
         if not keys:
             return
         for device_id, metric, blob in fetch_series_states(conn, job=self.config.name, keys=keys):
             info = self._devices.get(device_id)
             if info is None:
+                continue
+            if metric.startswith(JOINT_KEY_PREFIX):
+                self._load_joint(device_id, metric, blob)
                 continue
             try:
                 saved = load_series_state(blob)
@@ -297,18 +401,35 @@ class AnalyticsJob:
         # Series with no saved state start fresh on first sight; do not ask again.
         self._missing_states |= keys
 
+    def _load_joint(self, device_id: str, key: str, blob: bytes) -> None:
+        try:
+            joint = load_joint_state(blob)
+        except SavedStateError as exc:
+            _LOGGER.warning("saved joint state of %s (%s) not usable (%s): starting afresh", device_id, key, exc)
+            return
+        if joint is not None and joint_key(joint.metrics) == key:
+            self.scorer.get_joint(device_id, joint.metrics, saved=joint)
+
     def save(self) -> int:
-        """Save changed series state and the watermark in one transaction; returns how many series."""
+        """Save changed series and joint state and the watermark in one transaction; returns how many."""
         dirty = [(key, s) for key, s in self.scorer.series.items() if s.dirty]
+        joints = [(key, self.scorer.joints[key]) for key in self.scorer.dirty_joints if key in self.scorer.joints]
         with self._pool.connection() as conn:
-            if dirty:
-                states = (
-                    (device_id, metric, dump_series_state(series.saved_state()))
-                    for (device_id, metric), series in dirty
+            if dirty or joints:
+                states = itertools.chain(
+                    (
+                        (device_id, metric, dump_series_state(series.saved_state()))
+                        for (device_id, metric), series in dirty
+                    ),
+                    (
+                        (device_id, joint_key(metrics), dump_joint_state(joint))
+                        for (device_id, metrics), joint in joints
+                    ),
                 )
                 save_series_states(conn, job=self.config.name, states=states)
             save_watermark(conn, job=self.config.name, ingest_xid=self.watermark, reading_ts=self.last_reading_ts)
             conn.commit()
         for _, series in dirty:
             series.dirty = False
-        return len(dirty)
+        self.scorer.dirty_joints.clear()
+        return len(dirty) + len(joints)

@@ -30,7 +30,7 @@ from protocol.topics import alerts_topic
 
 _LOGGER = logging.getLogger(__name__)
 
-EventKind = Literal["raised", "escalated", "cleared", "acknowledged"]
+EventKind = Literal["raised", "escalated", "cleared", "acknowledged", "reminder"]
 
 WEBHOOK_TIMEOUT_S: Final = 5.0
 WEBHOOK_ATTEMPTS: Final = 3

@@ -283,14 +283,20 @@ class SeriesRules:
 
 
 class DeviceSilence:
-    """silent: no reading from the device for the rule's `duration_s`, judged against the job's clock."""
+    """silent: no reading from the device for `after_s`, judged against the job's clock.
 
-    __slots__ = ("active", "cause", "device_id", "last_seen", "rule")
+    `after_s` is the rule's `duration_s`, or sooner: `overdue_reports` report intervals of the device, so a device
+    that reports every 15 minutes is silent after two missed reports rather than after its rule's hour. The
+    alarm is raised while the device is silent and cleared by its next reading.
+    """
 
-    def __init__(self, device_id: str, rule: RuleSpec) -> None:
+    __slots__ = ("active", "after_s", "cause", "device_id", "last_seen", "rule")
+
+    def __init__(self, device_id: str, rule: RuleSpec, *, after_s: float | None = None) -> None:
         self.device_id = device_id
         self.rule = rule
         self.cause = rule_cause(rule)
+        self.after_s = rule.duration_s if after_s is None else min(after_s, rule.duration_s)
         self.last_seen: float | None = None
         self.active = False
 
@@ -313,7 +319,7 @@ class DeviceSilence:
         return None
 
     def check(self, now: float) -> RuleEvent | None:
-        if self.active or self.last_seen is None or now - self.last_seen <= self.rule.duration_s:
+        if self.active or self.last_seen is None or now - self.last_seen <= self.after_s:
             return None
         self.active = True
         return RuleEvent(
@@ -331,12 +337,15 @@ class DeviceSilence:
 class RuleEngine:
     """All rule state of a fleet: series rules created on first sight from the device's type."""
 
-    __slots__ = ("_catalog", "_series", "_silence")
+    __slots__ = ("_catalog", "_series", "_silence", "overdue_reports")
 
-    def __init__(self, catalog: Catalog) -> None:
+    def __init__(self, catalog: Catalog, *, overdue_reports: float | None = None) -> None:
+        """`overdue_reports`: a device is silent after this many of its report intervals without a reading, when
+        that comes before its silent rule's duration (None: the rule's duration only)."""
         self._catalog = catalog
         self._series: dict[tuple[str, str], SeriesRules] = {}
         self._silence: dict[str, DeviceSilence] = {}
+        self.overdue_reports = overdue_reports
 
     def device_type(self, type_code: str) -> DeviceType | None:
         return self._catalog.get(type_code)
@@ -350,14 +359,21 @@ class RuleEngine:
             self._series[key] = found
         return found
 
-    def silence(self, device_id: str, type_code: str) -> DeviceSilence | None:
+    def silence(
+        self, device_id: str, type_code: str, *, report_interval_s: float | None = None
+    ) -> DeviceSilence | None:
+        """The device's silence watch (None when its type has no silent rule); `report_interval_s`: the device's
+        own interval when it was set apart from its type's."""
         found = self._silence.get(device_id)
         if found is None:
             dtype = self._catalog.get(type_code)
             rule = next((r for r in dtype.rules if r.kind == "silent"), None) if dtype is not None else None
-            if rule is None:
+            if rule is None or dtype is None:
                 return None
-            found = self._silence[device_id] = DeviceSilence(device_id, rule)
+            after_s = None
+            if self.overdue_reports is not None:
+                after_s = self.overdue_reports * (report_interval_s or dtype.report_interval_s)
+            found = self._silence[device_id] = DeviceSilence(device_id, rule, after_s=after_s)
         return found
 
     def observe(self, *, device_id: str, type_code: str, metric: str, ts: float, value: float) -> list[RuleEvent]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 from analytics.alarm_policy import DetectorAlarmPolicy
+from analytics.flood import NotificationLimiter, RateLimit
 from analytics.job import AnalyticsJob
 from analytics.notify import Notifier
 from analytics.scoring import JobConfig
@@ -18,6 +19,7 @@ def detector_policy(settings: Settings) -> DetectorAlarmPolicy:
     """When a learned-detector anomaly becomes an alarm, from the `IOC_DETECTOR_ALARM_*` settings."""
     return DetectorAlarmPolicy(
         learn_points=settings.detector_alarm_learn_points,
+        learn_s=settings.detector_alarm_learn_s,
         high_score=settings.detector_alarm_high_score,
         persist_points=settings.detector_alarm_persist_points,
         persist_window=settings.detector_alarm_persist_window,
@@ -32,6 +34,25 @@ def job_config(settings: Settings, *, name: str = "analytics") -> JobConfig:
         anomaly_quiet_s=settings.anomaly_quiet_s,
         escalate_after_s=settings.alarm_escalate_after_s,
         detector_policy=detector_policy(settings),
+        joint=settings.joint_detection,
+        silence_reports=settings.silence_reports,
+        silence_reminder_s=settings.silence_reminder_s,
+        group_window_s=settings.alarm_group_window_s,
+        flap_count=settings.alarm_flap_count,
+        flap_window_s=settings.alarm_flap_window_s,
+    )
+
+
+def notification_limiter(settings: Settings) -> NotificationLimiter:
+    """Notification rate limits from the `IOC_NOTIFY_*` settings (a burst of half an hour's worth)."""
+
+    def limit(per_hour: float) -> RateLimit:
+        return RateLimit(burst=max(1.0, per_hour / 2), per_hour=per_hour)
+
+    return NotificationLimiter(
+        device=limit(settings.notify_device_per_hour),
+        device_type=limit(settings.notify_type_per_hour),
+        province=limit(settings.notify_province_per_hour),
     )
 
 
@@ -45,4 +66,10 @@ def run_job(
             broker=parse_broker_url(mqtt_url), webhooks=settings.alarm_webhooks, client_id=f"ioc-{name}-alerts"
         ) as notifier,
     ):
-        AnalyticsJob(job_config(settings, name=name), pool=pool, catalog=load_catalog(), notifier=notifier).run(stop)
+        AnalyticsJob(
+            job_config(settings, name=name),
+            pool=pool,
+            catalog=load_catalog(),
+            notifier=notifier,
+            limiter=notification_limiter(settings),
+        ).run(stop)

@@ -3,6 +3,12 @@
 
 Faults draw from their own random stream, so a device's physics is the same with and without faults: the clean
 twin of a faulty device (same seed, no faults) gives the true values under every labelled window.
+
+Value faults hit one metric on its own; joint faults (`correlation_break`, `slow_leak`, `neighbour_drift`) hit a
+metric against the partner its physics ties it to (`DeviceModel.related`), sized by how tightly the pair moves
+together, so that they stay inside the metric's own normal range. Windows are in samples by default; a
+`TypeFaults` entry gives a device type windows in seconds (a stuck probe outlasting its type's stuck rule, a
+dropout outlasting its silent rule) and its own per-report probabilities.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,8 +37,13 @@ FaultKind = Literal[
     "duplicate",
     "out_of_order",
     "malformed",
+    "correlation_break",
+    "slow_leak",
+    "neighbour_drift",
 ]
 VALUE_FAULTS: Final[tuple[FaultKind, ...]] = ("spike", "level_shift", "drift", "stuck", "noise")
+# Faults of one metric against the partner it physically follows (`DeviceModel.related`).
+JOINT_FAULTS: Final[tuple[FaultKind, ...]] = ("correlation_break", "slow_leak", "neighbour_drift")
 MESSAGE_FAULTS: Final[tuple[FaultKind, ...]] = (
     "dropout",
     "offline",
@@ -41,7 +52,9 @@ MESSAGE_FAULTS: Final[tuple[FaultKind, ...]] = (
     "out_of_order",
     "malformed",
 )
-FAULT_KINDS: Final[tuple[FaultKind, ...]] = VALUE_FAULTS + MESSAGE_FAULTS
+FAULT_KINDS: Final[tuple[FaultKind, ...]] = VALUE_FAULTS + MESSAGE_FAULTS + JOINT_FAULTS
+# Faults that alter a metric's values (labelled with that metric); the others alter whole messages ("*").
+METRIC_FAULTS: Final[frozenset[FaultKind]] = frozenset(VALUE_FAULTS + JOINT_FAULTS)
 # Window length in samples (inclusive range) of the faults that last; the others hit a single sample.
 DEFAULT_SAMPLES: Final[Mapping[FaultKind, tuple[int, int]]] = {
     "level_shift": (10, 40),
@@ -51,8 +64,18 @@ DEFAULT_SAMPLES: Final[Mapping[FaultKind, tuple[int, int]]] = {
     "dropout": (3, 10),
     "offline": (3, 12),
     "clock_skew": (10, 30),
+    "correlation_break": (10, 40),
+    "slow_leak": (20, 60),
+    "neighbour_drift": (20, 60),
 }
-ALIASES: Final[Mapping[str, FaultKind]] = {"noise_burst": "noise", "stuck_at": "stuck", "shift": "level_shift"}
+ALIASES: Final[Mapping[str, FaultKind]] = {
+    "noise_burst": "noise",
+    "stuck_at": "stuck",
+    "shift": "level_shift",
+    "relation_break": "correlation_break",
+    "leak": "slow_leak",
+    "drift_vs_neighbour": "neighbour_drift",
+}
 # The center refuses timestamps more than 300 s ahead of its clock; a skewed device stays within it.
 MAX_FORWARD_SKEW_MS: Final = 240_000
 MIN_SKEW_MS: Final = 20_000
@@ -74,20 +97,44 @@ class FaultSpecError(IocError):
 
 
 @dataclass(frozen=True, slots=True)
+class TypeFaults:
+    """One device type's own fault settings: per-report probabilities (replacing the spec's for the kinds named)
+    and window lengths in seconds (turned into samples with the device's report interval)."""
+
+    probabilities: Mapping[FaultKind, float] = field(default_factory=dict)
+    durations_s: Mapping[FaultKind, tuple[float, float]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
 class FaultSpec:
-    """Per-device, per-report probability of starting each fault kind, and window lengths in samples."""
+    """Per-device, per-report probability of starting each fault kind, window lengths in samples, per-type
+    overrides (`per_type`), and the reading time before which no fault starts (`start_after_ms`: the detectors'
+    learning period in a benchmark; a device in the field has run for a while before it fails)."""
 
     probabilities: Mapping[FaultKind, float] = field(default_factory=dict)
     samples: Mapping[FaultKind, tuple[int, int]] = field(default_factory=lambda: dict(DEFAULT_SAMPLES))
+    per_type: Mapping[str, TypeFaults] = field(default_factory=dict)
+    start_after_ms: int = 0
 
     @property
     def enabled(self) -> bool:
-        return any(p > 0 for p in self.probabilities.values())
+        return any(p > 0 for p in self.probabilities.values()) or any(
+            p > 0 for t in self.per_type.values() for p in t.probabilities.values()
+        )
 
-    def probability(self, kind: FaultKind) -> float:
+    def probability(self, kind: FaultKind, type_code: str | None = None) -> float:
+        own = self.per_type.get(type_code) if type_code is not None else None
+        if own is not None and kind in own.probabilities:
+            return own.probabilities[kind]
         return self.probabilities.get(kind, 0.0)
 
-    def window(self, kind: FaultKind) -> tuple[int, int]:
+    def window(self, kind: FaultKind, type_code: str | None = None, *, interval_ms: int = 0) -> tuple[int, int]:
+        """Window length in samples: the type's duration in seconds over its report interval when it has one."""
+        own = self.per_type.get(type_code) if type_code is not None else None
+        if own is not None and kind in own.durations_s and interval_ms > 0:
+            lo_s, hi_s = own.durations_s[kind]
+            lo = max(1, math.ceil(lo_s * 1000 / interval_ms))
+            return lo, max(lo, math.ceil(hi_s * 1000 / interval_ms))
         return self.samples.get(kind, (1, 1))
 
 
@@ -237,17 +284,23 @@ class _Window:
     start_ms: int
     last_ms: int
     affected: int = 0
-    value: float = 0.0  # offset (level_shift), slope per s (drift), frozen value (stuck), sigma (noise)
+    # offset (level_shift), slope per s (drift, neighbour_drift), frozen value (stuck), sigma (noise), final
+    # relative loss (slow_leak), factor (correlation_break)
+    value: float = 0.0
+    length: int = 1
     params: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
 class _Stats:
-    """Running mean and variance of a clean metric (exponentially weighted) to size faults to the signal."""
+    """Running mean and variance of a clean metric (exponentially weighted) to size faults to the signal, and
+    whether it has been moving lately (a fault on a reading that is not moving cannot be seen in its data)."""
 
     mean: float = 0.0
     var: float = 0.0
     n: int = 0
+    last: float = math.nan
+    unchanged: int = 0  # consecutive samples equal to the one before
 
     def update(self, x: float, alpha: float = 0.1) -> None:
         if self.n == 0:
@@ -256,11 +309,51 @@ class _Stats:
             d = x - self.mean
             self.mean += alpha * d
             self.var = (1 - alpha) * (self.var + alpha * d * d)
+        self.unchanged = self.unchanged + 1 if x == self.last else 0
+        self.last = x
         self.n += 1
 
     def scale(self, span: float) -> float:
         """A typical size of variation: the running std, but never below a sliver of the level or range."""
         return max(math.sqrt(self.var), 0.05 * abs(self.mean), 0.002 * span, 1e-3)
+
+    @property
+    def moving(self) -> bool:
+        return self.n >= MIN_SAMPLES_SEEN and self.unchanged == 0 and self.var > 0
+
+
+# A metric must have been sampled this often before a fault may start on it (its size is learned from them).
+MIN_SAMPLES_SEEN: Final = 10
+
+
+@dataclass(slots=True)
+class _Relation:
+    """Running least-squares fit of a metric on its partner (exponentially weighted): how tightly they move
+    together, which sizes the joint faults."""
+
+    mx: float = 0.0
+    my: float = 0.0
+    vx: float = 0.0
+    vy: float = 0.0
+    cxy: float = 0.0
+    n: int = 0
+
+    def update(self, x: float, y: float, alpha: float = 0.05) -> None:
+        if self.n == 0:
+            self.mx, self.my = x, y
+        else:
+            dx, dy = x - self.mx, y - self.my
+            self.mx += alpha * dx
+            self.my += alpha * dy
+            self.vx = (1 - alpha) * (self.vx + alpha * dx * dx)
+            self.vy = (1 - alpha) * (self.vy + alpha * dy * dy)
+            self.cxy = (1 - alpha) * (self.cxy + alpha * dx * dy)
+        self.n += 1
+
+    def residual_std(self) -> float:
+        """Standard deviation of the metric around its fit on the partner."""
+        explained = self.cxy * self.cxy / self.vx if self.vx > 0 else 0.0
+        return math.sqrt(max(self.vy - explained, 0.0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,25 +380,32 @@ class FaultInjector:
         rng: random.Random,
         analog: Mapping[str, tuple[float, int]],
         interval_ms: int,
+        type_code: str | None = None,
+        related: Sequence[tuple[str, str]] = (),
     ) -> None:
         self.device_id = device_id
         self.spec = spec
         self.rng = rng
         self.analog = analog  # metric -> (span of its range, decimals)
         self.interval_ms = interval_ms
+        self.type_code = type_code
+        self.related = tuple((y, x) for y, x in related if y in analog and x in analog)
         self.stats = {m: _Stats() for m in analog}
+        self.relations = {pair: _Relation() for pair in self.related}
         self.values: dict[str, _Window] = {}
         self.windows: dict[FaultKind, _Window] = {}
         self.labels: list[FaultLabel] = []
         self.started: list[FaultKind] = []
         self._skews = 0
 
-    def _starts(self, kind: FaultKind) -> bool:
-        p = self.spec.probability(kind)
+    def _starts(self, kind: FaultKind, ts_ms: int) -> bool:
+        if ts_ms < self.spec.start_after_ms:
+            return False
+        p = self.spec.probability(kind, self.type_code)
         return p > 0 and self.rng.random() < p
 
     def _length(self, kind: FaultKind) -> int:
-        lo, hi = self.spec.window(kind)
+        lo, hi = self.spec.window(kind, self.type_code, interval_ms=self.interval_ms)
         return self.rng.randint(lo, hi)
 
     def _count(self, kind: FaultKind) -> None:
@@ -315,10 +415,13 @@ class FaultInjector:
         for metric, value in clean.items():
             if metric in self.stats:
                 self.stats[metric].update(value)
+        for (y, x), relation in self.relations.items():
+            if y in clean and x in clean:
+                relation.update(clean[x], clean[y])
         if not self.spec.enabled:
             return Effect(readings=clean, sent_ms=ts_ms)
         dropout = self.windows.get("dropout")
-        if dropout is None and self._starts("dropout"):
+        if dropout is None and self._starts("dropout", ts_ms):
             dropout = self._open("dropout", "*", ts_ms, self._length("dropout"))
         if dropout is not None:
             self._touch(dropout, ts_ms)
@@ -326,23 +429,24 @@ class FaultInjector:
 
         # Decided first: a value fault never starts on a sample whose message will be unreadable.
         malformed: str | None = None
-        if self._starts("malformed"):
+        if self._starts("malformed", ts_ms):
             malformed = MALFORMED_REASONS[self.rng.randrange(len(MALFORMED_REASONS))]
         readings = dict(clean)
         if malformed is None:
             self._start_value_faults(ts_ms, readings)
+            self._start_joint_faults(ts_ms, readings)
         for window in list(self.values.values()):
             self._apply_value(window, ts_ms, readings)
 
         offline = self.windows.get("offline")
-        if offline is None and self._starts("offline"):
+        if offline is None and self._starts("offline", ts_ms):
             offline = self._open("offline", "*", ts_ms, self._length("offline"))
         if offline is not None:
             self._touch(offline, ts_ms)
 
         sent_ms = ts_ms
         skew = self.windows.get("clock_skew")
-        if skew is None and self._starts("clock_skew"):
+        if skew is None and self._starts("clock_skew", ts_ms):
             skew = self._open("clock_skew", "*", ts_ms, self._length("clock_skew"))
             skew.value = self._skew_ms()
             skew.params["skew_s"] = skew.value / 1000
@@ -350,8 +454,8 @@ class FaultInjector:
             sent_ms = ts_ms + int(skew.value)
             self._touch(skew, ts_ms)
 
-        duplicate = malformed is None and self._starts("duplicate")
-        hold = malformed is None and self._starts("out_of_order")
+        duplicate = malformed is None and self._starts("duplicate", ts_ms)
+        hold = malformed is None and self._starts("out_of_order", ts_ms)
         return Effect(
             readings=readings,
             sent_ms=sent_ms,
@@ -379,13 +483,14 @@ class FaultInjector:
             return
         metrics = list(self.analog)
         for kind in VALUE_FAULTS:
-            if not self._starts(kind):
+            if not self._starts(kind, ts_ms):
                 continue
             metric = metrics[self.rng.randrange(len(metrics))]
-            if metric in self.values or metric not in readings:
-                continue  # one value fault per metric at a time
+            stats = self.stats[metric]
+            if metric in self.values or metric not in readings or not stats.moving:
+                continue  # one fault per metric at a time, and only on a signal that moves
             span, _ = self.analog[metric]
-            scale = self.stats[metric].scale(span)
+            scale = stats.scale(span)
             sign = 1.0 if self.rng.random() < 0.5 else -1.0
             length = 1 if kind == "spike" else self._length(kind)
             window = self._open(kind, metric, ts_ms, length)
@@ -406,26 +511,76 @@ class FaultInjector:
                 window.params["sigma"] = window.value
             self.values[metric] = window
 
+    def _start_joint_faults(self, ts_ms: int, readings: dict[str, float]) -> None:
+        """A metric leaves the relation to its partner while staying inside its own usual range.
+
+        - `correlation_break`: it stops following its partner: scaled by a factor for the window (flow drops
+          while the pressure holds);
+        - `slow_leak`: it loses a growing share of its value over the window (a leaking tank, a fouling pump);
+        - `neighbour_drift`: it drifts away from its partner by a growing offset (one of two redundant sensors
+          ageing).
+        Sizes are multiples of how far the metric usually strays from its fit on the partner.
+        """
+        if not self.related:
+            return
+        for kind in JOINT_FAULTS:
+            if not self._starts(kind, ts_ms):
+                continue
+            y, x = self.related[self.rng.randrange(len(self.related))]
+            stats = self.stats[y]
+            relation = self.relations[(y, x)]
+            if y in self.values or y not in readings or not stats.moving or relation.n < MIN_SAMPLES_SEEN:
+                continue
+            span, _ = self.analog[y]
+            # How far the metric strays from its partner's fit, with a floor: sensor resolution and range.
+            stray = max(relation.residual_std(), 0.002 * span, 1e-3)
+            level = abs(readings[y])
+            sign = 1.0 if self.rng.random() < 0.5 else -1.0
+            length = self._length(kind)
+            if kind in ("correlation_break", "slow_leak"):
+                if level < 4.0 * stray:
+                    continue  # a metric near zero has nothing to lose
+                share = min(self.rng.uniform(6.0, 10.0) * stray / level, 0.6)
+                window = self._open(kind, y, ts_ms, length)
+                if kind == "correlation_break":
+                    window.value = 1.0 + sign * share
+                    window.params["factor"] = window.value
+                else:
+                    window.value = share
+                    window.params["final_loss"] = share
+            else:
+                total = sign * self.rng.uniform(6.0, 10.0) * stray
+                window = self._open(kind, y, ts_ms, length)
+                window.value = total / max(1, length * self.interval_ms / 1000)
+                window.params["slope_per_s"] = window.value
+            window.params["partner"] = x
+            self.values[y] = window
+
     def _apply_value(self, window: _Window, ts_ms: int, readings: dict[str, float]) -> None:
         metric = window.metric
         _, decimals = self.analog[metric]
         x = readings[metric]
-        if window.kind == "spike":
+        kind = window.kind
+        if kind == "spike":
             x = round(x + window.value, decimals)
             window.params.update({"value": x, "original": readings[metric]})
-        elif window.kind == "level_shift":
+        elif kind == "level_shift":
             x += window.value
-        elif window.kind == "drift":
+        elif kind in ("drift", "neighbour_drift"):
             x += window.value * (ts_ms - window.start_ms) / 1000
-        elif window.kind == "stuck":
+        elif kind == "stuck":
             x = window.value
+        elif kind == "correlation_break":
+            x *= window.value
+        elif kind == "slow_leak":
+            x *= 1.0 - window.value * (window.affected + 1) / window.length
         else:
             x += self.rng.gauss(0.0, window.value)
         readings[metric] = round(x, decimals)
         self._touch(window, ts_ms)
 
     def _open(self, kind: FaultKind, metric: str, ts_ms: int, length: int) -> _Window:
-        window = _Window(kind=kind, metric=metric, left=length, start_ms=ts_ms, last_ms=ts_ms)
+        window = _Window(kind=kind, metric=metric, left=length, start_ms=ts_ms, last_ms=ts_ms, length=length)
         if metric == "*":
             self.windows[kind] = window
         self._count(kind)

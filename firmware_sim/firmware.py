@@ -133,6 +133,8 @@ class FirmwareDevice:
             rng=device_rng(self.seed, self.device.device_id, "faults"),
             analog=analog,
             interval_ms=self.interval_ms,
+            type_code=self.device.type_code,
+            related=model_type.related,
         )
 
     def set_interval(self, interval_ms: int) -> None:

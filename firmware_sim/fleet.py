@@ -16,6 +16,7 @@ import random
 import resource
 import selectors
 import shutil
+import ssl
 import tempfile
 import threading
 import time
@@ -87,6 +88,19 @@ class FleetConfig:
     batch_max_messages: int = 100
     drain_messages_per_tick: int = 500
     flush_timeout_s: float = 30.0
+    # TLS (an mqtts:// broker): the CA that signed the broker's certificate (None: the system's CAs) and,
+    # for brokers that require one, the devices' client certificate and key.
+    ca_file: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+
+
+def tls_context(config: FleetConfig) -> ssl.SSLContext:
+    """One TLS context for the whole fleet (loading the CA once, not per device): verifies the broker."""
+    context = ssl.create_default_context(cafile=None if config.ca_file is None else str(config.ca_file))
+    if config.client_cert is not None:
+        context.load_cert_chain(config.client_cert, config.client_key)
+    return context
 
 
 @dataclass(slots=True)
@@ -243,6 +257,7 @@ class Fleet:
         self._devices: list[_Device] = []
         self._heap: list[tuple[int, int]] = []
         self._connect_queue: deque[int] = deque()
+        self._tls: ssl.SSLContext | None = None  # made on the first TLS connection
         self._retry: list[tuple[float, int]] = []
         self._drain_queue: deque[int] = deque()
         self._delivered: list[tuple[str, tuple[int, ...]]] = []
@@ -444,7 +459,9 @@ class Fleet:
         )
         client.username_pw_set(device.spec.device_id, device.spec.password)
         if cfg.broker.tls:
-            client.tls_set()
+            if self._tls is None:
+                self._tls = tls_context(cfg)
+            client.tls_set_context(self._tls)
         client.will_set(device.status_topic, OFFLINE, qos=1, retain=True)
         client.max_inflight_messages_set(20)
         client.max_queued_messages_set(0)
@@ -536,17 +553,20 @@ class Fleet:
         self._sel.register(sock, selectors.EVENT_READ, device)  # type: ignore[arg-type]
 
     def _on_socket_close(self, client: mqtt.Client, device: _Device, sock: object) -> None:
-        assert self._sel is not None
+        if self._sel is None:  # the fleet has ended: a client collected later has nothing to unregister
+            return
         with contextlib.suppress(KeyError, ValueError):
             self._sel.unregister(sock)  # type: ignore[arg-type]
 
     def _on_register_write(self, client: mqtt.Client, device: _Device, sock: object) -> None:
-        assert self._sel is not None
+        if self._sel is None:  # the fleet has ended: a client collected later has nothing to unregister
+            return
         with contextlib.suppress(KeyError, ValueError):
             self._sel.modify(sock, selectors.EVENT_READ | selectors.EVENT_WRITE, device)  # type: ignore[arg-type]
 
     def _on_unregister_write(self, client: mqtt.Client, device: _Device, sock: object) -> None:
-        assert self._sel is not None
+        if self._sel is None:  # the fleet has ended: a client collected later has nothing to unregister
+            return
         with contextlib.suppress(KeyError, ValueError):
             self._sel.modify(sock, selectors.EVENT_READ, device)  # type: ignore[arg-type]
 

@@ -62,6 +62,8 @@ class DeviceModel:
     report_interval_s: ClassVar[float]
     metrics: ClassVar[tuple[MetricSpec, ...]]
     max_step_s: ClassVar[float] = 60.0
+    # (metric, partner): the first follows the second by this model's physics; joint faults break such pairs.
+    related: ClassVar[tuple[tuple[str, str], ...]] = ()
 
     def __init__(self, rng: random.Random) -> None:
         self._t: float | None = None
@@ -103,6 +105,7 @@ class SoilProbe(DeviceModel):
     type_code = "soil_probe"
     sector = "agriculture"
     report_interval_s = 900.0
+    related = (("soil_ec", "soil_moisture"),)
     metrics = (
         _m("soil_moisture", "%", 0, 100),
         _m("soil_temperature", "Cel", -10, 70),
@@ -153,6 +156,7 @@ class WeatherStation(DeviceModel):
     sector = "agriculture"
     report_interval_s = 300.0
     max_step_s = 30.0
+    related = (("relative_humidity", "air_temperature"),)
     metrics = (
         _m("air_temperature", "Cel", -40, 60),
         _m("relative_humidity", "%", 0, 100, decimals=1),
@@ -271,6 +275,7 @@ class SalinitySensor(DeviceModel):
     type_code = "salinity_sensor"
     sector = "agriculture"
     report_interval_s = 900.0
+    related = (("conductivity", "salinity"),)
     metrics = (
         _m("salinity", "g/L", 0, 50, decimals=3),
         _m("conductivity", "mS/cm", 0, 100, decimals=3),
@@ -306,6 +311,7 @@ class AquaculturePond(DeviceModel):
     type_code = "aquaculture_pond"
     sector = "agriculture"
     report_interval_s = 300.0
+    related = (("ph", "dissolved_oxygen"),)
     metrics = (
         _m("dissolved_oxygen", "mg/L", 0, 20),
         _m("ph", "[pH]", 0, 14),
@@ -343,6 +349,7 @@ class SmartMeter(DeviceModel):
     type_code = "smart_meter"
     sector = "energy"
     report_interval_s = 900.0
+    related = (("current", "active_power"),)
     metrics = (
         _m("active_power", "kW", -200, 1000, decimals=3),
         _m("energy_import", "kW.h", 0, 1e9, "counter", decimals=3),
@@ -406,6 +413,7 @@ class TransformerMonitor(DeviceModel):
     type_code = "transformer_monitor"
     sector = "energy"
     report_interval_s = 300.0
+    related = (("winding_temperature", "oil_temperature"), ("current_l1", "load_pct"), ("voltage_l2", "voltage_l1"))
     metrics = (
         _m("load_pct", "%", 0, 200, decimals=1),
         _m("oil_temperature", "Cel", -10, 150, decimals=1),
@@ -468,6 +476,7 @@ class SolarInverter(DeviceModel):
     type_code = "solar_inverter"
     sector = "energy"
     report_interval_s = 300.0
+    related = (("ac_power", "dc_power"),)
     metrics = (
         _m("dc_power", "kW", 0, 500, decimals=3),
         _m("ac_power", "kW", 0, 500, decimals=3),
@@ -531,6 +540,11 @@ class PumpStation(DeviceModel):
     sector = "energy"
     report_interval_s = 60.0
     max_step_s = 10.0
+    related = (
+        ("flow_rate", "discharge_pressure"),
+        ("motor_current", "flow_rate"),
+        ("vibration_velocity", "discharge_pressure"),
+    )
     metrics = (
         _m("motor_current", "A", 0, 1000, decimals=1),
         _m("discharge_pressure", "bar", 0, 25, decimals=3),
@@ -856,6 +870,7 @@ class OxygenTank(DeviceModel):
     type_code = "oxygen_tank"
     sector = "health"
     report_interval_s = 60.0
+    related = (("pressure", "flow_rate"),)
     metrics = (
         _m("pressure", "bar", 0, 25, decimals=3),
         _m("level", "%", 0, 100, decimals=2),
@@ -900,6 +915,7 @@ class AirQualityMonitor(DeviceModel):
     type_code = "air_quality_monitor"
     sector = "health"
     report_interval_s = 300.0
+    related = (("pm10", "pm2_5"),)
     metrics = (
         _m("pm2_5", "ug/m3", 0, 1000, decimals=1),
         _m("pm10", "ug/m3", 0, 2000, decimals=1),

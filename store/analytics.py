@@ -26,7 +26,8 @@ _STATE_STAGE_DDL: Final = (
 
 @dataclass(frozen=True, slots=True)
 class AnomalyRow:
-    """One anomalous score; times in epoch seconds."""
+    """One reading while its series was anomalous (`is_anomaly`), and which detector saw it; times in epoch
+    seconds."""
 
     ts: float
     device_id: str
@@ -34,6 +35,7 @@ class AnomalyRow:
     value: float
     score: float
     received_at: float
+    detector: str = "univariate"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +44,9 @@ class RegisteredDevice:
     type_code: str
     province: str
     sector: str
+    # The device's own report interval (None: its type's) and its site (`location->>'site'`, if any).
+    report_interval_s: float | None = None
+    site: str | None = None
 
 
 def read_watermark(conn: Conn, job: str) -> int | None:
@@ -78,17 +83,20 @@ def fetch_readings(conn: Conn, *, low_xid: int, high_xid: int) -> list[FetchedRe
 def fetch_active_devices(conn: Conn) -> list[tuple[RegisteredDevice, float | None]]:
     """Active devices, each with the reading time (epoch seconds) of its newest reading, None if it has none."""
     rows = conn.execute(
-        "SELECT d.device_id, d.type_code, d.province, d.sector, extract(epoch FROM max(l.ts))::float8 "
+        "SELECT d.device_id, d.type_code, d.province, d.sector, d.report_interval_s, d.location->>'site', "
+        "extract(epoch FROM max(l.ts))::float8 "
         "FROM devices d LEFT JOIN device_latest l USING (device_id) WHERE d.status = 'active' "
         "GROUP BY d.device_id"
     ).fetchall()
-    return [(RegisteredDevice(*row[:4]), None if row[4] is None else float(row[4])) for row in rows]
+    return [(RegisteredDevice(*row[:6]), None if row[6] is None else float(row[6])) for row in rows]
 
 
 def fetch_devices(conn: Conn, device_ids: Collection[str]) -> list[RegisteredDevice]:
     """The registered devices among `device_ids`, whatever their status."""
     rows = conn.execute(
-        "SELECT device_id, type_code, province, sector FROM devices WHERE device_id = ANY(%s)", (list(device_ids),)
+        "SELECT device_id, type_code, province, sector, report_interval_s, location->>'site' FROM devices "
+        "WHERE device_id = ANY(%s)",
+        (list(device_ids),),
     ).fetchall()
     return [RegisteredDevice(*row) for row in rows]
 
@@ -129,22 +137,22 @@ def save_series_states(conn: Conn, *, job: str, states: Iterable[tuple[str, str,
     )
 
 
-def insert_anomalies(conn: Conn, rows: Sequence[AnomalyRow], *, detector: str) -> int:
-    """Store `rows` as found by `detector`, absorbing any already stored; returns how many were new."""
+def insert_anomalies(conn: Conn, rows: Sequence[AnomalyRow]) -> int:
+    """Store `rows`, absorbing any already stored; returns how many were new."""
     if not rows:
         return 0
     cur = conn.execute(
         "INSERT INTO anomalies (ts, device_id, metric, value, score, detector, received_at) "
-        "SELECT to_timestamp(t), d, m, v, s, %s, to_timestamp(r) FROM unnest("
-        "%s::float8[], %s::text[], %s::text[], %s::float8[], %s::float8[], %s::float8[]) AS u(t, d, m, v, s, r) "
-        "ON CONFLICT DO NOTHING",
+        "SELECT to_timestamp(t), d, m, v, s, k, to_timestamp(r) FROM unnest("
+        "%s::float8[], %s::text[], %s::text[], %s::float8[], %s::float8[], %s::text[], %s::float8[]) "
+        "AS u(t, d, m, v, s, k, r) ON CONFLICT DO NOTHING",
         (
-            detector,
             [r.ts for r in rows],
             [r.device_id for r in rows],
             [r.metric for r in rows],
             [r.value for r in rows],
             [r.score for r in rows],
+            [r.detector for r in rows],
             [r.received_at for r in rows],
         ),
     )

@@ -77,6 +77,9 @@ class AlarmPublic(BaseModel):
     clear_reason: str | None
     clear_note: str | None
     details: dict[str, object]
+    incident_id: int | None = Field(default=None, description="the first alarm of the incident this one joined")
+    reminders: int = Field(default=0, description="notifications sent again while it stayed unacknowledged")
+    flapping: bool = Field(default=False, description="raised again and again: held open until quiet")
     readings: str = Field(description="the readings that raised the alarm, in the readings API")
 
 

@@ -24,12 +24,20 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
     detect = subparsers.add_parser(
         "detect",
         help="run the production streaming detector over a CSV",
-        description="Score every row of a CSV causally; one detector per numeric column, row score = max over columns.",
+        description="Score every row of a CSV causally: a detector per numeric column and, with several numeric "
+        "columns, a joint detector of all of them (--mode joint, the default). anomaly_score is the row's largest "
+        "score; is_anomaly is 1 while any detector holds the row anomalous.",
     )
     detect.add_argument("input", type=Path, metavar="INPUT.csv")
     detect.add_argument("--time-column", required=True, help="name of the timestamp column")
     detect.add_argument("--out", required=True, type=Path, help="output CSV: timestamp,anomaly_score,is_anomaly")
     detect.add_argument("--sep", default=",", help="field separator of the input (default ,)")
+    detect.add_argument(
+        "--mode",
+        choices=("joint", "per-column"),
+        default="joint",
+        help="joint: per-column detectors and one joint detector of all numeric columns; per-column: only the former",
+    )
     detect.set_defaults(func=run_detect)
 
     evaluate = subparsers.add_parser("eval", help="evaluate detectors on benchmarks")
@@ -67,7 +75,9 @@ def run_detect(args: argparse.Namespace) -> int:
     from analytics.csv_detect import InputError, detect_csv
 
     try:
-        written = detect_csv(source=args.input, target=args.out, time_column=args.time_column, sep=args.sep)
+        written = detect_csv(
+            source=args.input, target=args.out, time_column=args.time_column, sep=args.sep, mode=args.mode
+        )
     except (OSError, InputError) as exc:
         print(f"detect: {exc}", file=sys.stderr)
         return 2

@@ -12,6 +12,7 @@ from core.settings import Settings
 
 if TYPE_CHECKING:
     from analytics.alarm_policy import DetectorAlarmPolicy
+    from bench.detection import FleetRun
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -31,15 +32,30 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "detection",
         help="a simulated fleet with injected faults through a private center, scored per fault kind",
         description="Starts embedded PostgreSQL and Mosquitto in a fresh runtime folder, ingest, the analytics job "
-        "and a simulated fleet on a sped-up clock; then scores the alarms against the fleet's fault labels: "
-        "precision, recall and median detection delay per fault kind, and alarm latency (arrival → alarm).",
+        "and a simulated fleet on a sped-up clock; faults that match the field start after a fault-free learning "
+        "period. Then scores the alarms against the fleet's fault labels per fault kind: recall and precision on "
+        "incidents, detection delay (seconds, report intervals), point-wise F1 of the anomalous state, and alarm "
+        "latency (arrival → alarm). --in-process runs the same fleet, faults and scoring without broker or "
+        "database (seconds instead of minutes; for developing detectors).",
     )
     detection.add_argument("--devices", type=int, default=60)
-    detection.add_argument("--hours", type=float, default=4.0, help="simulated hours")
-    detection.add_argument("--speed", type=float, default=240.0, help="simulated seconds per real second")
-    detection.add_argument("--interval", type=float, default=10.0, help="report interval of every device, seconds")
-    detection.add_argument("--faults", default=None, help="fault spec as for `ioc simulate --faults` (default: a mix)")
+    detection.add_argument("--hours", type=float, default=24.0, help="simulated hours scored (after the warm-up)")
+    detection.add_argument(
+        "--warmup-hours", type=float, default=24.0, help="fault-free simulated hours first (the detectors learn)"
+    )
+    detection.add_argument("--speed", type=float, default=600.0, help="simulated seconds per real second")
+    detection.add_argument(
+        "--interval", type=float, default=None, help="report interval of every device, seconds (default: its type's)"
+    )
+    detection.add_argument(
+        "--faults",
+        default=None,
+        help="fault spec as for `ioc simulate --faults`; default: faults that match the field; 'none': no faults",
+    )
     detection.add_argument("--seed", type=int, default=1)
+    detection.add_argument(
+        "--in-process", action="store_true", help="no broker, database or ingest: firmware straight into the scorer"
+    )
     detection.add_argument("--json", type=Path, default=None, help="write the report here")
     detection.add_argument("--labels-out", type=Path, default=None, help="keep the fault labels (JSONL) here")
     detection.add_argument("--tolerance-s", type=float, default=None, help="detections this late still count")
@@ -67,6 +83,16 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     analytics.add_argument("--devices", type=int, default=2000, help="simulated vaccine fridges (5 metrics each)")
     analytics.add_argument("--points", type=int, default=100, help="readings per device and metric")
     analytics.add_argument("--json", type=Path, default=None, help="write the result here")
+    analytics.add_argument(
+        "--lag",
+        action="store_true",
+        help="the live job against a private database fed at --rate messages/s: commit → scored lag p50/p99",
+    )
+    analytics.add_argument("--rate", type=float, default=5000.0, help="--lag: messages/s (5 readings each)")
+    analytics.add_argument(
+        "--seconds", type=float, default=180.0, help="--lag: how long to feed (the first 120 s are not measured)"
+    )
+    analytics.add_argument("--lag-devices", type=int, default=5000, help="--lag: devices the messages come from")
     analytics.set_defaults(func=cmd_analytics_bench)
 
     access = bench_sub.add_parser(
@@ -76,6 +102,18 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     access.add_argument("--per-user", action="store_true", help="per-device ACL blocks instead of %%u patterns")
     access.add_argument("--json", type=Path, default=None, help="write the result here")
     access.set_defaults(func=cmd_access_bench)
+
+    api = bench_sub.add_parser(
+        "api",
+        help="the API's main queries on a seeded history with concurrent clients, and a large CSV export's memory",
+    )
+    api.add_argument("--devices", type=int, default=1000, help="devices (3 metrics, one reading a minute)")
+    api.add_argument("--days", type=float, default=7.0, help="days of history to seed")
+    api.add_argument("--clients", type=int, default=8, help="concurrent clients")
+    api.add_argument("--requests", type=int, default=400, help="requests per query kind")
+    api.add_argument("--export-rows", type=int, default=10_000_000, help="rows in the CSV export measured")
+    api.add_argument("--json", type=Path, default=None, help="write the result here")
+    api.set_defaults(func=cmd_api_bench)
 
     fleet = bench_sub.add_parser(
         "fleet", help="N simulated devices on their own connections through a private center, every message accounted"
@@ -118,16 +156,18 @@ def cmd_detection_bench(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from analytics.e2e import DEFAULT_TOLERANCE_S
-    from bench.detection import DEFAULT_FAULTS, FleetRun, RunProgress, render_report, run_fleet_evaluation
+    from bench.detection import FleetRun, RunProgress, render_report, run_fleet_evaluation
 
     settings = Settings()
+    no_faults = args.faults is not None and args.faults.strip().lower() in ("none", "")
     try:
         run = FleetRun(
             devices=args.devices,
             hours=args.hours,
+            warmup_hours=args.warmup_hours,
             speed=args.speed,
             interval_s=args.interval,
-            faults=DEFAULT_FAULTS if args.faults is None else args.faults,
+            faults="" if no_faults else args.faults,
             seed=args.seed,
             policy=_e2e_policy(args, settings),
             job_clock=args.job_clock,
@@ -135,6 +175,8 @@ def cmd_detection_bench(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise SystemExit(f"ioc bench detection: {exc}") from exc
+    if args.in_process:
+        return _detection_in_process(args, run, settings, no_faults=no_faults)
     root = args.runtime_dir or settings.runtime_dir / f"e2e-{os.getpid()}"
     console = Console()
     if not console.is_terminal:
@@ -174,6 +216,39 @@ def cmd_detection_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _detection_in_process(args: argparse.Namespace, run: FleetRun, settings: Settings, *, no_faults: bool) -> int:
+    """`ioc bench detection --in-process`: the same fleet and scoring without services."""
+    import dataclasses
+
+    from rich.console import Console
+
+    from analytics.runner import job_config
+    from bench.detection import render_report
+    from bench.detection_replay import ReplayRun, run_replay
+
+    if args.faults is not None and not no_faults:
+        raise SystemExit("ioc bench detection: --in-process runs the field faults or none (--faults none)")
+    replay = ReplayRun(
+        devices=run.devices,
+        warmup_hours=run.warmup_hours,
+        hours=run.hours,
+        seed=run.seed,
+        faults=not no_faults,
+        tolerance_s=run.tolerance_s,
+    )
+    config = dataclasses.replace(job_config(settings, name="replay"), detector_policy=run.policy)
+    result = run_replay(replay, config=config)
+    console = Console() if Console().is_terminal else Console(width=140)
+    if not no_faults:
+        console.print(render_report(result))
+    console.print_json(data=result["run"])
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+        console.print(f"report written to {args.json}")
+    return 0
+
+
 def cmd_ingest_bench(args: argparse.Namespace) -> int:
     from bench.ingest import IngestBenchConfig, run_ingest_bench
 
@@ -198,6 +273,12 @@ def _write_json(result: object, path: Path | None) -> None:
 
 
 def cmd_analytics_bench(args: argparse.Namespace) -> int:
+    if args.lag:
+        from bench.analytics_lag import LagBenchConfig, run_lag_bench
+
+        config = LagBenchConfig(devices=args.lag_devices, messages_per_s=args.rate, seconds=args.seconds)
+        _write_json(run_lag_bench(config, runtime_dir=Settings().runtime_dir), args.json)
+        return 0
     from bench.analytics_job import bench_scoring
 
     _write_json(bench_scoring(devices=args.devices, points=args.points), args.json)
@@ -224,3 +305,17 @@ def cmd_fleet_bench(args: argparse.Namespace) -> int:
     )
     _write_json(result, args.json)
     return 0 if result["accounted"] else 1
+
+
+def cmd_api_bench(args: argparse.Namespace) -> int:
+    from bench.api import ApiBenchConfig, run_api_bench
+
+    config = ApiBenchConfig(
+        devices=args.devices,
+        days=args.days,
+        clients=args.clients,
+        requests=args.requests,
+        export_rows=args.export_rows,
+    )
+    _write_json(run_api_bench(config, runtime_dir=Settings().runtime_dir), args.json)
+    return 0

@@ -346,7 +346,7 @@ def test_silent_device_alarm_and_its_clear(
     register("fridge-ct-4", "vaccine_fridge", PROVINCE)
     _write(database, "fridge-ct-4", "temperature", _minutes(0, 3, 5.0))
     clock = Clock(T0 + timedelta(minutes=2, seconds=900))
-    job = _job(pool, catalog, None, clock)
+    job = _job(pool, catalog, None, clock, silence_reports=None)  # the rule's 15 minutes, not 2.5 reports
     assert job.tick().raised == 0
     clock.now += timedelta(seconds=1)
     assert job.tick().raised == 1
@@ -404,7 +404,8 @@ def test_a_late_commit_is_not_skipped_by_the_watermark(
 ) -> None:
     register("fridge-ct-6", "vaccine_fridge", PROVINCE)
     register("fridge-ct-6b", "vaccine_fridge", PROVINCE)
-    job = _job(pool, catalog, None, Clock(T0 + timedelta(minutes=13)))
+    # Silence after the rule's 15 minutes (not 2.5 reports): this test is about the watermark.
+    job = _job(pool, catalog, None, Clock(T0 + timedelta(minutes=13)), silence_reports=None)
     # The day's chunk exists already (a transaction creating a chunk holds off other writers to it until commit).
     _write(database, "fridge-ct-6b", "temperature", [(T0 - timedelta(minutes=1), 5.0)])
     assert job.tick().readings == 1

@@ -5,6 +5,7 @@ precision is reported, not asserted (a 20-minute fleet is too small to say much 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -22,20 +23,32 @@ def test_small_fleet_with_faults_is_scored_per_kind_and_alarms_come_within_5_s(
     settings = Settings(runtime_dir=runtime_root)
     run = FleetRun(
         devices=8,
-        hours=20 / 60,
+        hours=10 / 60,
+        # Faults after 10 minutes of learning; the detectors raise alarms from the start (no learning day).
+        warmup_hours=10 / 60,
         speed=240.0,
-        # 2 s reports: 600 points per series, most of them past the detector's 100-point warm-up.
+        # 2 s reports: 600 points per series, most of them past the detector's 100-reading warm-up.
         interval_s=2.0,
         faults="spike:0.004,level_shift:0.003,stuck:0.001,dropout:0.001",
         seed=3,
-        policy=detector_policy(settings),
+        policy=dataclasses.replace(detector_policy(settings), learn_s=0.0),
     )
     labels = tmp_path / "labels.jsonl"
     report = run_fleet_evaluation(run, settings=settings, root=runtime_root / "fleet-e2e", labels_out=labels)
 
-    assert {"labels", "alarms", "recall", "precision", "median_delay_s", "per_kind", "alarm_latency_s", "run"} <= set(
-        report
-    )
+    assert {
+        "labels",
+        "alarms",
+        "incidents",
+        "recall",
+        "precision",
+        "median_delay_s",
+        "median_delay_intervals",
+        "per_kind",
+        "points",
+        "alarm_latency_s",
+        "run",
+    } <= set(report)
     run_info = report["run"]
     assert isinstance(run_info, dict)
     # Everything the fleet sent was stored and scored.

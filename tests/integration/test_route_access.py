@@ -105,6 +105,10 @@ ROUTES: Final[tuple[Route, ...]] = (
     Route("POST", "/alarms/{alarm_id}/ack", "operator", "forbidden"),
     Route("POST", "/alarms/{alarm_id}/clear", "operator", "forbidden"),
     Route("POST", "/alarms/{alarm_id}/comment", "operator", "forbidden"),
+    Route("GET", "/maintenance", "viewer", "absent"),
+    Route("GET", "/maintenance/{window_id}", "viewer", "not_found"),
+    Route("POST", "/maintenance", "operator", "forbidden"),
+    Route("POST", "/maintenance/{window_id}/cancel", "operator", "forbidden"),
     # Overviews, export, live, federation.
     Route("GET", "/kpis", "viewer", "absent", own=HOME),
     Route("GET", "/latest", "viewer", "absent", own=HOME_FRIDGE),
@@ -185,6 +189,7 @@ class World:
             username="nobody",
             name="nobody",
             entry_id=1,
+            window_id=1,
             path="swagger-ui.css",
         )
 
@@ -335,7 +340,14 @@ def test_every_protected_route_refuses_no_token_an_expired_key_and_a_revoked_key
         problems = []
         for route in PROTECTED:
             url = route.path.format(
-                device_id="fridge-ct-1", alarm_id=1, code="x", username="nobody", name="nobody", entry_id=1, path="x"
+                device_id="fridge-ct-1",
+                alarm_id=1,
+                code="x",
+                username="nobody",
+                name="nobody",
+                entry_id=1,
+                window_id=1,
+                path="x",
             )
             body: dict[str, Any] | None = None if route.method == "GET" else {}
             for label, headers in (("no token", {}), ("expired key", expiring), ("revoked key", revoked)):

@@ -137,9 +137,56 @@ def test_the_gate_is_saved_with_the_series_state() -> None:
     scorer = _scorer(policy)
     scorer.score(_rows("fr-1", "battery_v", [0.1, 0.1, 0.1, 0.6]), {"fr-1": FRIDGE})
     blob = dump_series_state(scorer.series[("fr-1", "battery_v")].saved_state())
-    assert pickle.loads(blob)["gate"] == {"points": 4, "recent": 0b0001}
+    assert pickle.loads(blob)["gate"] == {"points": 4, "recent": 0b0001, "first_ts": 0.0}
     restored = _scorer(policy)
     restored.get_series("fr-1", "battery_v", FRIDGE, saved=load_series_state(blob))
     # Past learning, and the 0.6 before the restart counts towards persistence: this second one raises.
     out = restored.score(_rows("fr-1", "battery_v", [0.6], t0=240.0), {"fr-1": FRIDGE})
     assert [op.op for op in out.ops if op.signal.source == "detector"] == ["raise"]
+
+
+# notification limits and maintenance windows -----------------------------------------------------------------
+
+
+def test_notifications_are_limited_per_device_then_refill_with_time() -> None:
+    from analytics.flood import NotificationLimiter, RateLimit
+
+    limiter = NotificationLimiter(
+        device=RateLimit(burst=2, per_hour=2), device_type=RateLimit(100, 100), province=RateLimit(100, 100)
+    )
+    events = [("d1", "pump_station", "can-tho")] * 4 + [("d2", "pump_station", "can-tho")]
+    sent = limiter.admit(events, now=0.0, where=lambda e: e)
+    assert sent == [("d1", "pump_station", "can-tho")] * 2 + [("d2", "pump_station", "can-tho")]
+    assert limiter.held_back == 2
+    assert limiter.admit([events[0]], now=1000.0, where=lambda e: e) == []  # 0.56 of a token back
+    assert limiter.admit([events[0]], now=1800.0, where=lambda e: e) == [events[0]]  # half an hour: one more
+
+
+def test_a_province_limit_holds_back_a_storm_of_many_devices() -> None:
+    from analytics.flood import NotificationLimiter, RateLimit
+
+    limiter = NotificationLimiter(province=RateLimit(burst=5, per_hour=10))
+    events = [(f"d{i}", "weather_station", "ca-mau") for i in range(20)] + [("x", "weather_station", "ha-noi")]
+    sent = limiter.admit(events, now=0.0, where=lambda e: e)
+    assert len([e for e in sent if e[2] == "ca-mau"]) == 5 and ("x", "weather_station", "ha-noi") in sent
+    assert limiter.held_back == 15
+
+
+def test_maintenance_windows_cover_their_device_site_province_or_sector_while_they_last() -> None:
+    from analytics.maintenance import MaintenanceIndex, Window
+    from analytics.scoring import DeviceInfo
+
+    pump = DeviceInfo("pump_station", "can-tho", "energy", site="station-7")
+    fridge = DeviceInfo("vaccine_fridge", "can-tho", "health")
+    index = MaintenanceIndex(
+        [
+            Window(start=100.0, end=200.0, device_id="p1"),
+            Window(start=300.0, end=400.0, site="station-7", province="can-tho"),
+            Window(start=500.0, end=600.0, province="can-tho", sector="health"),
+        ]
+    )
+    assert len(index) == 3
+    assert index.covers("p1", pump, 150.0) and not index.covers("p1", pump, 200.0)
+    assert not index.covers("p2", pump, 150.0)
+    assert index.covers("p2", pump, 350.0) and not index.covers("f1", fridge, 350.0)
+    assert index.covers("f1", fridge, 550.0) and not index.covers("p1", pump, 550.0)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from analytics.detector_state import dump_series_state, load_series_state
-from analytics.e2e import Detection, LabelsError, read_labels, score_detections
+from analytics.e2e import Detection, FaultLabel, LabelsError, read_labels, score_detections
 from analytics.scoring import DeviceInfo, JobConfig, StreamScorer
 from devices.catalog import load_catalog
 from store.analytics import FetchedReading
@@ -89,12 +90,26 @@ def test_state_dump_restores_the_detector_and_rules() -> None:
     ]
 
 
-def test_silent_check_raises_for_a_seeded_device() -> None:
-    scorer = _scorer()
+def test_silent_check_raises_for_a_seeded_device_after_its_rule_duration_without_early_silence() -> None:
+    scorer = _scorer(silence_reports=None)
     scorer.seed_silence("fr-1", FRIDGE, 1000.0)
     assert scorer.check_silent(1000.0 + 900.0, {"fr-1": FRIDGE}) == []
     ops = scorer.check_silent(1000.0 + 901.0, {"fr-1": FRIDGE})
     assert [(op.op, op.signal.cause, op.signal.metric) for op in ops] == [("raise", "silent", None)]
+
+
+def test_a_device_is_silent_after_missing_two_and_a_half_report_intervals_before_its_rule_says_so() -> None:
+    scorer = _scorer()  # silence_reports 2.5; the fridge reports every 300 s and its silent rule says 900 s
+    scorer.seed_silence("fr-1", FRIDGE, 1000.0)
+    assert scorer.check_silent(1000.0 + 750.0, {"fr-1": FRIDGE}) == []
+    ops = scorer.check_silent(1000.0 + 751.0, {"fr-1": FRIDGE})
+    assert [(op.op, op.signal.kind) for op in ops] == [("raise", "silent")]
+    assert ops[0].signal.message.startswith("No report for 13 min")
+    # A device whose own interval was set longer is judged on it (capped by the rule's duration).
+    slow = DeviceInfo("vaccine_fridge", "can-tho", "health", report_interval_s=600.0)
+    scorer.seed_silence("fr-2", slow, 1000.0)
+    assert scorer.check_silent(1000.0 + 899.0, {"fr-2": slow}) == []
+    assert len(scorer.check_silent(1000.0 + 901.0, {"fr-2": slow})) == 1
 
 
 def test_report_counts_recall_precision_and_delay_per_kind(tmp_path: Path) -> None:
@@ -132,3 +147,153 @@ def test_bad_label_lines_are_named(tmp_path: Path) -> None:
     bad.write_text('{"device": "a", "kind": "spike", "start": 10, "end": 5}\n')
     with pytest.raises(LabelsError, match=r"bad.jsonl:1: 'end' is before 'start'"):
         read_labels(bad)
+
+
+# flood control, joint blame and impossible values ----------------------------------------------------------------
+
+
+class StateDetector:
+    """Anomalous (in state) above 100: a stand-in with an anomalous state, like the production detector's."""
+
+    def __init__(self) -> None:
+        self.anomalous = False
+        self.fault = self
+
+    onset = "jump"
+
+    def update(self, t: float, x: float, *, resting: bool = False) -> float:
+        self.anomalous = x > 100
+        return 0.9 if self.anomalous else 0.1
+
+
+def _state_scorer(**config: object) -> StreamScorer:
+    return StreamScorer(load_catalog(), JobConfig(**config), detector_factory=StateDetector)  # type: ignore[arg-type]
+
+
+def test_a_detector_alarm_follows_the_state_one_alarm_with_an_occurrence_count() -> None:
+    scorer = _state_scorer(anomaly_quiet_s=300.0)
+    values = [5.0] * 3 + [500.0] * 6 + [5.0] * 10
+    out = scorer.score(_rows("fr-1", "battery_v", [(60.0 * i, x) for i, x in enumerate(values)]), {"fr-1": FRIDGE})
+    assert [(op.op, op.signal.source) for op in out.ops] == [("raise", "detector"), ("clear", "detector")]
+    raised = out.ops[0].signal
+    assert raised.occurrences == 6 and raised.trigger_ts is not None and raised.trigger_ts.timestamp() == 180.0
+    assert raised.message == "battery_v: a step far beyond any it has made"
+    assert [a.ts for a in out.anomalies] == [60.0 * i for i in range(3, 9)]
+
+
+def test_a_physically_impossible_value_is_anomalous_without_the_detector() -> None:
+    scorer = _state_scorer()
+    rows = [("fr-1", "temperature", 60.0, 5.0, 0, 60.5), ("fr-1", "temperature", 120.0, 95.0, 1, 120.5)]
+    out = scorer.score(rows, {"fr-1": FRIDGE})
+    assert [(a.ts, a.score) for a in out.anomalies] == [(120.0, 0.999)]
+    assert out.ops[0].signal.details["onset"] == "impossible"
+
+
+def test_alarms_of_one_device_close_together_form_one_incident() -> None:
+    scorer = _state_scorer(group_window_s=1800.0)
+    out = scorer.score(
+        _rows("fr-1", "battery_v", [(60.0, 500.0)]) + _rows("fr-1", "temperature", [(120.0, 500.0)]),
+        {"fr-1": FRIDGE},
+    )
+    raises = [op for op in out.ops if op.op == "raise"]
+    assert [(op.signal.metric, op.joins) for op in raises] == [
+        ("battery_v", None),
+        ("temperature", ("fr-1", "battery_v", "detector")),
+    ]
+    later = scorer.score(_rows("fr-1", "door_open", [(60.0 + 3600.0, 500.0)]), {"fr-1": FRIDGE})
+    assert [op.joins for op in later.ops if op.op == "raise"] == [None]  # an hour later: a new incident
+
+
+def test_a_provinces_devices_going_silent_at_once_are_one_outage_incident() -> None:
+    scorer = _scorer()
+    devices = {f"fr-{i}": FRIDGE for i in range(5)}
+    for device in devices:
+        scorer.seed_silence(device, FRIDGE, 1000.0)
+    ops = scorer.check_silent(1000.0 + 800.0, devices)
+    assert len(ops) == 5
+    leader = ops[0].key
+    assert ops[0].joins is None and all(op.joins == leader for op in ops[1:])
+
+
+def test_an_alarm_raised_again_and_again_is_flapping_and_stays_one_alarm_until_quiet() -> None:
+    scorer = _state_scorer(anomaly_quiet_s=60.0, flap_count=3, flap_window_s=3600.0)
+    points = []
+    for burst in range(5):  # anomalous for a minute, quiet for two, five times
+        start = 600.0 * burst
+        points += [(start, 500.0), (start + 60.0, 5.0), (start + 180.0, 5.0)]
+    out = scorer.score(_rows("fr-1", "battery_v", points), {"fr-1": FRIDGE})
+    kinds = [(op.op, op.flapping) for op in out.ops]
+    # The third raise within the window flags it; from then on it stays open and counts the bursts as occurrences.
+    assert kinds == [("raise", False), ("clear", False), ("raise", False), ("clear", False), ("raise", True)]
+    assert out.ops[-1].signal.occurrences == 3
+    quiet = scorer.score(_rows("fr-1", "battery_v", [(2400.0 + 3500.0, 5.0), (2400.0 + 3600.0, 5.0)]), {"fr-1": FRIDGE})
+    assert [op.op for op in quiet.ops] == ["clear"]  # a whole flap window after its last anomaly
+
+
+def test_maintenance_suppresses_alarms_of_the_devices_it_covers_only() -> None:
+    from analytics.maintenance import MaintenanceIndex, Window
+
+    scorer = _state_scorer()
+    other = DeviceInfo("vaccine_fridge", "ha-noi", "health")
+    windows = MaintenanceIndex([Window(start=0.0, end=1000.0, province="can-tho")])
+    out = scorer.score(
+        _rows("fr-1", "battery_v", [(60.0, 500.0)]) + _rows("fr-2", "battery_v", [(60.0, 500.0)]),
+        {"fr-1": FRIDGE, "fr-2": other},
+        maintenance=windows,
+    )
+    assert [op.signal.device_id for op in out.ops if op.op == "raise"] == ["fr-2"]
+    assert out.suppressed == 1
+    assert len(out.anomalies) == 2  # readings and anomalies are recorded either way
+    after = scorer.score(
+        _rows("fr-1", "battery_v", [(1200.0, 5.0), (1260.0, 500.0)]), {"fr-1": FRIDGE}, maintenance=windows
+    )
+    assert [op.op for op in after.ops] == ["raise"]
+
+
+def test_a_joint_break_blamed_on_a_metric_raises_its_detector_alarm() -> None:
+    class Blamer:
+        """A joint stand-in that blames `battery_v` for every row after the first."""
+
+        def __init__(self, metrics: Sequence[str]) -> None:
+            self.metrics = tuple(metrics)
+            self.anomalous = False
+            self.onset = "break"
+            self.rows = 0
+
+        @property
+        def metric(self) -> str | None:
+            return "battery_v" if self.anomalous else None
+
+        def update(self, values: Sequence[float], ts: float) -> bool:
+            self.rows += 1
+            self.anomalous = self.rows > 1
+            return self.anomalous
+
+    scorer = StreamScorer(load_catalog(), JobConfig(), detector_factory=StateDetector, joint_factory=Blamer)
+    rows = []
+    for metric in ("battery_v", "compressor_on", "door_open", "mains_on", "temperature"):
+        rows += _rows(
+            "fr-1",
+            metric,
+            [(60.0, 4.0 if metric == "battery_v" else 1.0), (120.0, 4.0 if metric == "battery_v" else 1.0)],
+        )
+    rows.sort()
+    out = scorer.score(rows, {"fr-1": FRIDGE})
+    assert [(a.metric, a.ts, a.detector) for a in out.anomalies] == [("battery_v", 120.0, "joint")]
+    [raised] = [op for op in out.ops if op.op == "raise"]
+    assert (raised.signal.kind, raised.signal.metric) == ("joint", "battery_v")
+    assert raised.signal.message == "battery_v: no longer follows the device's other metrics"
+
+
+def test_precision_is_on_incidents_and_legitimate_rule_alarms_are_counted_apart() -> None:
+    labels = [FaultLabel("a", "flow", "level_shift", 1000.0, 1600.0)]
+    detections = [
+        Detection(1, "a", "flow", "detector", "detector", 1010.0, None),
+        Detection(2, "a", "pressure", "detector", "detector", 1020.0, None, incident_id=1),  # same incident
+        Detection(3, "b", None, "rule", "silent", 5000.0, None),  # false
+        Detection(4, "a", "pm2_5", "rule", "threshold_above@50", 9000.0, None),  # the fault-free twin has it too
+    ]
+    report = score_detections(labels, detections, tolerance_s=60.0, legitimate={4})
+    assert (report["incidents"], report["false_incidents"], report["legitimate_incidents"]) == (2, 1, 1)
+    assert report["precision"] == 0.5 and report["recall"] == 1.0
+    assert report["per_kind"]["level_shift"]["precision"] == 1.0  # type: ignore[index]

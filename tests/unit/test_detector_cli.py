@@ -90,3 +90,36 @@ def test_eval_nab_runs_the_production_detector(tmp_path: Path) -> None:
     assert document["detector"] == "ioc"
     assert document["seconds"] >= document["detect_seconds"] > 0
     assert document["categories"]["standard"]["realTraffic"]["windows"] == 4
+
+
+def _write_related(path: Path, rows: int) -> None:
+    """flow follows pressure; from row 700 to 739 the flow is 20 % short while the pressure holds."""
+    import random
+
+    rng = random.Random(11)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["ts", "pressure", "flow"])
+        for i in range(rows):
+            pressure = 3.0 + 0.8 * math.sin(i / 30.0) + rng.gauss(0.0, 0.01)
+            flow = 400.0 * pressure + rng.gauss(0.0, 2.0)
+            if 700 <= i < 740:
+                flow *= 0.8
+            writer.writerow([1_790_000_000 + 60 * i, f"{pressure:.4f}", f"{flow:.2f}"])
+
+
+def test_detect_joint_mode_flags_a_broken_relation_while_it_lasts(tmp_path: Path) -> None:
+    source = tmp_path / "pump.csv"
+    _write_related(source, 1000)
+    flags: dict[str, list[int]] = {}
+    for mode in ("joint", "per-column"):
+        target = tmp_path / f"{mode}.csv"
+        assert _run(["detect", str(source), "--time-column", "ts", "--out", str(target), "--mode", mode]) == 0
+        with target.open(newline="") as handle:
+            rows = list(csv.reader(handle))[1:]
+        assert len(rows) == 1000
+        flags[mode] = [int(r[2]) for r in rows]
+    joint = flags["joint"]
+    assert sum(joint[700:740]) >= 35  # on while the flow stays short of what the pressure says
+    assert sum(joint[745:]) == 0 and sum(joint[:700]) == 0
+    assert sum(flags["per-column"][700:740]) < sum(joint[700:740])

@@ -234,7 +234,7 @@ def test_malformed_payloads_earn_the_labelled_decode_reason() -> None:
 
 
 def test_labels_are_jsonl_and_read_back() -> None:
-    _, labels, _ = _stream(PUMP, seed=7, faults=ALL_FAULTS)
+    _, labels, _ = _stream(PUMP, seed=7, faults=ALL_FAULTS, steps=800)
     lines = [lb.to_json() for lb in labels]
     for line in lines:
         doc = json.loads(line)

@@ -1,0 +1,131 @@
+"""The per-series anomalous state (`is_anomaly`): on at a fault's onset, on while it lasts, off once the series is
+back; quiet on a series' normal life, however jumpy that is."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+from analytics.detectors import UnivariateDetector
+from analytics.detectors.fault_state import FaultState
+
+
+def _noisy(n: int, *, seed: int = 3, level: float = 20.0, sigma: float = 0.5) -> list[float]:
+    rng = random.Random(seed)
+    return [round(level + 2.0 * math.sin(i / 40.0) + rng.gauss(0.0, sigma), 2) for i in range(n)]
+
+
+def _states(values: list[float]) -> list[bool]:
+    state = FaultState()
+    return [state.update(x) for x in values]
+
+
+def test_a_spike_is_anomalous_for_its_one_reading() -> None:
+    values = _noisy(400)
+    values[300] += 30.0
+    states = _states(values)
+    assert states[300] and not states[299] and not states[301]
+    assert sum(states) == 1
+
+
+def test_a_level_shift_stays_anomalous_while_it_lasts_and_ends_with_it() -> None:
+    values = _noisy(500)
+    for i in range(300, 330):
+        values[i] += 15.0
+    states = _states(values)
+    assert all(states[300:330])
+    assert not any(states[332:])
+    assert not any(states[:300])
+
+
+def test_a_stuck_sensor_is_anomalous_from_its_second_repeat_until_it_moves_again() -> None:
+    values = _noisy(500)
+    for i in range(300, 340):
+        values[i] = values[300]
+    states = _states(values)
+    assert not states[300]  # the first stuck reading is the true value
+    first = states.index(True)
+    assert 301 <= first <= 304  # as soon as that many repeats are improbable for this series
+    assert all(states[first:340])
+    assert not any(states[341:])
+
+
+def test_a_noise_burst_is_volatile_until_calm() -> None:
+    rng = random.Random(9)
+    values = _noisy(500)
+    for i in range(300, 315):
+        values[i] += rng.choice((-1.0, 1.0)) * rng.uniform(6.0, 9.0)
+    state = FaultState()
+    states = [state.update(x) for x in values]
+    assert any(states[300:315])
+    assert not any(states[320:])
+    onsets = [i for i in range(1, len(states)) if states[i] and not states[i - 1]]
+    assert onsets and all(300 <= i < 316 for i in onsets)
+
+
+def test_a_pump_switching_on_and_off_is_normal() -> None:
+    rng = random.Random(4)
+    pump: list[float] = []
+    for cycle in range(40):  # on for 25 readings at ~800, off for 15 to 19 at exactly 0
+        pump += [round(800.0 * rng.uniform(0.97, 1.03), 1) for _ in range(25)] + [0.0] * (15 + cycle % 5)
+    assert not any(_states(pump)[200:])
+
+
+def test_repeats_while_the_whole_device_rests_are_a_rest_not_a_stuck_sensor() -> None:
+    state = FaultState()
+    states = []
+    for day in range(3):  # a bus's latitude: moving all day, parked all night wherever it stopped
+        moving = [round(10.77 + 0.01 * math.sin((600 * day + i) / 9.0), 6) for i in range(600)]
+        states += [state.update(x) for x in moving]
+        states += [state.update(moving[-1], resting=True) for _ in range(400)]
+    assert not any(states)
+    alone = FaultState()  # the same series, frozen while the rest of its device moves on: stuck
+    moving = [round(10.77 + 0.01 * math.sin(i / 9.0), 6) for i in range(600)]
+    frozen = [alone.update(x) for x in moving] + [alone.update(moving[-1]) for _ in range(10)]
+    assert not any(frozen[:601]) and all(frozen[605:])
+
+
+def test_a_daily_counter_reset_is_not_a_fault() -> None:
+    register: list[float] = []
+    total = 0.0
+    for _day in range(4):
+        total = 0.0
+        for _ in range(200):
+            total += random.Random(len(register)).uniform(0.5, 1.5)
+            register.append(round(total, 3))
+    assert not any(_states(register)[150:])
+
+
+def test_a_binary_series_taking_a_third_value_is_a_new_state() -> None:
+    values = [float(i % 7 == 0) for i in range(700)] + [0.5, 0.0, 1.0]
+    states = _states(values)
+    assert states[700] and not states[701] and not states[702]
+    assert not any(states[:700])
+
+
+def test_nothing_is_anomalous_while_the_series_first_learns() -> None:
+    values = _noisy(90)
+    values[50] += 100.0
+    assert not any(_states(values))
+
+
+def test_state_round_trips_through_json_and_continues_identically() -> None:
+    values = _noisy(600)
+    values[450] += 40.0
+    reference = FaultState()
+    for x in values[:400]:
+        reference.update(x)
+    restored = FaultState.from_state(json.loads(json.dumps(reference.state_dict())))
+    assert [restored.update(x) for x in values[400:]] == [reference.update(x) for x in values[400:]]
+
+
+def test_the_univariate_detector_reports_the_state_beside_its_score() -> None:
+    values = _noisy(600)
+    for i in range(400, 420):
+        values[i] += 20.0
+    detector = UnivariateDetector()
+    out = [(detector.update(1e9 + 60.0 * i, x), detector.anomalous) for i, x in enumerate(values)]
+    assert all(state for _, state in out[400:420])
+    assert not any(state for _, state in out[425:])
+    assert max(score for score, _ in out[400:420]) >= detector.threshold
