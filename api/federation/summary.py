@@ -11,9 +11,9 @@ from typing import Final, Literal
 
 from pydantic import BaseModel, Field
 
-from devices.health import summarize_health
+from devices.health import HealthSummary, summarize_health
 from devices.provinces import load_provinces
-from store.kpi import count_open_alarms, reading_rates
+from store.kpi import AlarmCounts, count_open_alarms, reading_rates
 from store.pool import Conn
 from store.scope import Scope
 
@@ -61,6 +61,32 @@ class ProvinceSummary(BaseModel):
     open_alarms: OpenAlarms
 
 
+def device_counts(health: HealthSummary | None) -> DeviceCounts:
+    """A health summary row as the published counts (all zero for none)."""
+    if health is None:
+        return DeviceCounts(total=0, online=0, silent=0, offline=0, unknown=0)
+    return DeviceCounts(
+        total=health.total,
+        online=health.online,
+        silent=health.silent,
+        offline=health.offline,
+        unknown=health.unknown,
+    )
+
+
+def open_alarms(alarms: AlarmCounts | None) -> OpenAlarms:
+    """An alarm count row as the published counts (all zero for none)."""
+    if alarms is None:
+        return OpenAlarms(critical=0, major=0, minor=0, warning=0, unacknowledged=0)
+    return OpenAlarms(
+        critical=alarms.critical,
+        major=alarms.major,
+        minor=alarms.minor,
+        warning=alarms.warning,
+        unacknowledged=alarms.unacknowledged,
+    )
+
+
 def build_summary(conn: Conn, *, province: str, scope: Scope, now: datetime | None = None) -> ProvinceSummary:
     """The snapshot of `province` as seen within `scope` (a caller outside it gets an empty province)."""
     info = load_provinces()[province]
@@ -76,20 +102,8 @@ def build_summary(conn: Conn, *, province: str, scope: Scope, now: datetime | No
         sectors.append(
             SectorSummary(
                 sector=sector,
-                devices=DeviceCounts(
-                    total=h.total if h else 0,
-                    online=h.online if h else 0,
-                    silent=h.silent if h else 0,
-                    offline=h.offline if h else 0,
-                    unknown=h.unknown if h else 0,
-                ),
-                open_alarms=OpenAlarms(
-                    critical=a.critical if a else 0,
-                    major=a.major if a else 0,
-                    minor=a.minor if a else 0,
-                    warning=a.warning if a else 0,
-                    unacknowledged=a.unacknowledged if a else 0,
-                ),
+                devices=device_counts(h),
+                open_alarms=open_alarms(a),
                 readings_per_minute=round(rates.get(sector, 0.0), 2),
             )
         )

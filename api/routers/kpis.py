@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from api.auth import PrincipalDep
 from api.errors import error_responses
-from api.federation.summary import READING_RATE_WINDOW_S, DeviceCounts, OpenAlarms
+from api.federation.summary import READING_RATE_WINDOW_S, DeviceCounts, OpenAlarms, device_counts, open_alarms
 from api.state import ConnDep, StateDep
 from core.errors import InvalidRequest
 from devices.health import summarize_health
@@ -70,25 +70,12 @@ def read_kpis(
     }
     rows = []
     for key in sorted(set(health) | set(alarms) | set(rates)):
-        h, a = health.get(key), alarms.get(key)
         rows.append(
             SectorKpi(
                 province=key[0],
                 sector=key[1],
-                devices=DeviceCounts(
-                    total=h.total if h else 0,
-                    online=h.online if h else 0,
-                    silent=h.silent if h else 0,
-                    offline=h.offline if h else 0,
-                    unknown=h.unknown if h else 0,
-                ),
-                open_alarms=OpenAlarms(
-                    critical=a.critical if a else 0,
-                    major=a.major if a else 0,
-                    minor=a.minor if a else 0,
-                    warning=a.warning if a else 0,
-                    unacknowledged=a.unacknowledged if a else 0,
-                ),
+                devices=device_counts(health.get(key)),
+                open_alarms=open_alarms(alarms.get(key)),
                 readings_per_minute=round(rates.get(key, 0.0), 2),
             )
         )
