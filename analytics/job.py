@@ -1,9 +1,12 @@
 """The streaming analytics job's loop: new readings by watermark → `StreamScorer` → anomalies and alarms in the
-database → notifications; detector and rule state saved and restored with the watermark.
+database → notifications; detector, joint and rule state saved and restored with the watermark.
 
-The scoring itself is pure (`analytics.scoring`); this module owns the I/O around it, through `store.analytics`
-and `analytics.alarms`: the watermark, reading batches, writing anomalies and alarms, saving and restoring
-state, notifications.
+The scoring itself is pure (`analytics.scoring`); this module owns the I/O around it, through `store.analytics`,
+`store.maintenance` and `analytics.alarms`: the watermark, reading batches, the maintenance windows the scorer
+suppresses with, writing anomalies and alarms (linking an alarm to its incident, marking flapping ones),
+reminding silent devices' alarms until acknowledged, saving and restoring state, and notifications: only an
+incident's first alarm is notified, within the per-device, per-type and per-province limits
+(`analytics.flood`).
 
 Which readings are "new": the job reads by `readings.ingest_xid`, the id of the ingest transaction that wrote
 the row (migration 0003), up to the snapshot's xmin. Every transaction with an id below xmin has finished, so

@@ -1,12 +1,13 @@
-"""`ioc bench analytics`: readings per second through the analytics job's pure half (detector and rules per
-reading), on synthetic vaccine-fridge series; no database."""
+"""`ioc bench analytics`: readings per second through the analytics job's pure half (per-metric and joint
+detectors and rules per reading), on synthetic vaccine-fridge series; no database. `--lag` runs the live job
+against a database instead (`bench.analytics_lag`)."""
 
 from __future__ import annotations
 
 import random
 import time
 
-from analytics.detector_state import new_detector
+from analytics.detector_state import new_detector, new_joint_detector
 from analytics.scoring import DeviceInfo, JobConfig, StreamScorer
 from devices.catalog import load_catalog
 
@@ -37,7 +38,7 @@ def bench_scoring(*, devices: int, points: int, seed: int = 7) -> dict[str, obje
     """Scoring throughput of the job's pure half (detector + rules per reading), no database."""
     rows, metrics = _synthetic_rows(devices, points, seed=seed)
     rows.sort(key=lambda r: (r[0], r[1], r[2]))
-    scorer = StreamScorer(load_catalog(), JobConfig(), detector_factory=new_detector)
+    scorer = StreamScorer(load_catalog(), JobConfig(), detector_factory=new_detector, joint_factory=new_joint_detector)
     info = DeviceInfo("vaccine_fridge", "can-tho", "health")
     fleet = {f"bench-{d:06d}": info for d in range(devices)}
     # Score in batches of whole time slices, as the job sees them: every series advances a little per batch.
@@ -55,7 +56,7 @@ def bench_scoring(*, devices: int, points: int, seed: int = 7) -> dict[str, obje
         ops += len(outcome.ops)
     elapsed = time.perf_counter() - started
     return {
-        "what": "analytics job scoring (detector + rules), one core, no database",
+        "what": "analytics job scoring (per-metric and joint detectors, rules), one core, no database",
         "readings": len(rows),
         "series": devices * metrics,
         "batches": len(batches),

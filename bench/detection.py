@@ -74,8 +74,10 @@ class RunProgress:
     notes: dict[str, object] = field(default_factory=dict)
 
 
-def _provision(database_url: str, devices: list[SimDevice]) -> list[SimDevice]:
-    """Register the fleet and give each device a secret (the broker only lets registered devices in)."""
+def _provision(database_url: str, devices: list[SimDevice], *, installed_s_ago: float) -> list[SimDevice]:
+    """Register the fleet and give each device a secret (the broker only lets registered devices in). The fleet
+    was installed `installed_s_ago` (before the simulated period begins): ingest refuses readings from before a
+    device existed."""
     from devices.catalog import load_catalog
     from devices.provisioning import FleetDevice, provision_fleet
     from store.pool import connect
@@ -86,6 +88,10 @@ def _provision(database_url: str, devices: list[SimDevice]) -> list[SimDevice]:
             [FleetDevice(d.device_id, d.type_code, d.province) for d in devices],
             catalog=load_catalog(),
             actor="ioc bench detection",
+        )
+        conn.execute(
+            "UPDATE devices SET created_at = created_at - make_interval(secs => %s) WHERE device_id = ANY(%s)",
+            (installed_s_ago, [d.device_id for d in devices]),
         )
         conn.commit()
     return [dataclasses.replace(d, password=secrets[d.device_id]) for d in devices]
@@ -157,7 +163,7 @@ def run_fleet_evaluation(
         with EmbeddedPostgres(root / "postgres") as pg, EmbeddedMosquitto(root / "mosquitto", auth=True) as mq:
             progress.phase = "provisioning"
             migrate_database(pg.url)
-            devices = _provision(pg.url, build_devices(run.devices, prefix="e2e"))
+            devices = _provision(pg.url, build_devices(run.devices, prefix="e2e"), installed_s_ago=duration_s + 3600.0)
             with connect(pg.url) as conn:
                 sync_broker_access(conn, mq.access_target())
             with IngestSupervisor(
