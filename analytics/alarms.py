@@ -14,11 +14,12 @@ from typing import Final, Literal, get_args
 
 from psycopg import sql
 
-from core.errors import Conflict, NotFound
+from core.errors import Conflict, InvalidRequest, NotFound
 from devices import audit as devices_audit
 from devices.catalog import SEVERITIES, Severity
+from store.access import find_user
 from store.pool import Conn
-from store.scope import Scope
+from store.scope import EVERYTHING, Scope
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -80,6 +81,9 @@ class Alarm:
     reminders: int = 0
     reminded_at: datetime | None = None
     flapping: bool = False
+    # Who works on it (migration 0010): a username, and since when.
+    assigned_to: str | None = None
+    assigned_at: datetime | None = None
 
     def as_json(self) -> dict[str, object]:
         """The alarm as plain JSON values (timestamps in ISO 8601), for events and webhooks."""
@@ -95,7 +99,7 @@ _COLUMNS: Final = (
     "occurrences, first_reading_ts, last_reading_ts, last_value, last_score, trigger_reading_ts, trigger_received_at, "
     "raised_at, "
     "updated_at, acknowledged_by, acknowledged_at, ack_note, escalation_level, escalated_at, cleared_by, "
-    "cleared_at, clear_reason, clear_note, details, incident_id, reminders, reminded_at, flapping"
+    "cleared_at, clear_reason, clear_note, details, incident_id, reminders, reminded_at, flapping, assigned_to, assigned_at"
 )
 
 
@@ -286,6 +290,55 @@ def clear_alarm(
     return alarm
 
 
+class AlarmAssigneeInvalid(InvalidRequest):
+    """The named person cannot take the alarm: unknown, disabled, a viewer, or unable to see it."""
+
+
+def assign_alarm(
+    conn: Conn,
+    alarm_id: int,
+    *,
+    assignee: str | None,
+    by: str,
+    note: str | None,
+    now: datetime,
+    scope: Scope,
+    address: str | None = None,
+) -> Alarm:
+    """Give an open alarm to a person (None: nobody) who can act on it: an enabled operator or admin whose own scope
+    includes the alarm's province and sector, so the assignee can see what they are given. An alarm outside `scope`
+    (the caller's) is not found; a cleared one cannot be assigned."""
+    current = _locked(conn, alarm_id, scope=scope)
+    if current.status == "cleared":
+        raise AlarmStateError(f"alarm {alarm_id} is cleared; only an open alarm can be assigned")
+    if assignee is not None:
+        _check_assignee(conn, assignee, current)
+    if assignee == current.assigned_to:
+        return current
+    row = conn.execute(
+        f"UPDATE alarms SET assigned_to = %s, assigned_at = CASE WHEN %s::text IS NULL THEN NULL ELSE %s END, "
+        f"updated_at = %s WHERE id = %s RETURNING {_COLUMNS}",
+        (assignee, assignee, now, now, alarm_id),
+    ).fetchone()
+    assert row is not None
+    alarm = _alarm(row)
+    detail: dict[str, object] = {"from": current.assigned_to, "to": assignee, "note": note}
+    record_audit(conn, actor=by, action="alarm.assign", alarm=alarm, detail=detail, address=address)
+    return alarm
+
+
+def _check_assignee(conn: Conn, username: str, alarm: Alarm) -> None:
+    user = find_user(conn, username, within=EVERYTHING)
+    if user is None or user.disabled_at is not None:
+        raise AlarmAssigneeInvalid(f"no enabled user {username!r} to assign alarm {alarm.id} to")
+    if user.role not in ("operator", "admin"):
+        raise AlarmAssigneeInvalid(f"user {username!r} is a {user.role}; an alarm goes to an operator or an admin")
+    if not user.scope.allows(province=alarm.province, sector=alarm.sector):
+        raise AlarmAssigneeInvalid(
+            f"user {username!r} cannot see alarms of {alarm.province}/{alarm.sector}: their scope does not include it"
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class AlarmComment:
     at: datetime
@@ -359,19 +412,20 @@ def list_alarms(
     severity: Severity | None = None,
     device_id: str | None = None,
     kind: str | None = None,
+    assigned_to: str | None = None,
     open_only: bool = False,
     limit: int = 500,
     offset: int = 0,
 ) -> list[Alarm]:
     """The alarms inside `scope`, newest first, filtered by status (or all not cleared), province, sector,
-    severity, device and kind."""
+    severity, device, kind and assignee."""
     in_scope, scope_params = scope.where()
     rows = conn.execute(
         sql.SQL(
             "SELECT {} FROM alarms WHERE (%s::text IS NULL OR status = %s) AND (NOT %s OR status <> 'cleared') "
             "AND (%s::text IS NULL OR province = %s) AND (%s::text IS NULL OR sector = %s) "
             "AND (%s::text IS NULL OR severity = %s) AND (%s::text IS NULL OR device_id = %s) "
-            "AND (%s::text IS NULL OR kind = %s) AND {} "
+            "AND (%s::text IS NULL OR kind = %s) AND (%s::text IS NULL OR assigned_to = %s) AND {} "
             "ORDER BY raised_at DESC, id DESC LIMIT %s OFFSET %s"
         ).format(sql.SQL(_COLUMNS), in_scope),
         [
@@ -388,6 +442,8 @@ def list_alarms(
             device_id,
             kind,
             kind,
+            assigned_to,
+            assigned_to,
             *scope_params,
             limit,
             offset,

@@ -52,6 +52,7 @@ class StreamAlarmEvent:
     severity: str
     kind: str
     message: str
+    assigned_to: str | None
 
 
 def current_watermark(conn: Conn) -> int:
@@ -102,6 +103,6 @@ def fetch_stream_alarm_events(
     where, params = _filters(scope, wanted, alias="e")
     query = sql.SQL(
         "SELECT e.xid, e.event_id, e.at, e.alarm_id, e.device_id, e.province, e.sector, e.status, e.severity, "
-        "e.kind, e.message FROM alarm_events e WHERE e.xid >= %s AND e.xid < %s AND {} ORDER BY e.xid, e.event_id"
+        "e.kind, e.message, e.assigned_to FROM alarm_events e WHERE e.xid >= %s AND e.xid < %s AND {} ORDER BY e.xid, e.event_id"
     ).format(where)
     return [StreamAlarmEvent(*row) for row in conn.execute(query, [low_xid, high_xid, *params]).fetchall()]

@@ -1,4 +1,4 @@
-"""Alarms (list, one, acknowledge, clear, comment) and a device's anomalies, within the caller's scope: an alarm or
+"""Alarms (list, one, acknowledge, clear, comment, assign) and a device's anomalies, within the caller's scope: an alarm or
 a device outside it is unknown. Operators act; the actor is the caller's principal, never a name in the body."""
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from analytics.alarms import (
     Alarm,
     AlarmStatus,
     acknowledge_alarm,
+    assign_alarm,
     clear_alarm,
     comment_alarm,
     get_alarm,
@@ -80,6 +81,8 @@ class AlarmPublic(BaseModel):
     incident_id: int | None = Field(default=None, description="the first alarm of the incident this one joined")
     reminders: int = Field(default=0, description="notifications sent again while it stayed unacknowledged")
     flapping: bool = Field(default=False, description="raised again and again: held open until quiet")
+    assigned_to: str | None = Field(default=None, description="the username of the person working on it")
+    assigned_at: datetime | None = None
     readings: str = Field(description="the readings that raised the alarm, in the readings API")
 
 
@@ -98,6 +101,15 @@ class AlarmAction(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    note: Annotated[str | None, Field(max_length=NOTE_MAX_CHARS)] = None
+
+
+class AlarmAssignment(BaseModel):
+    """Who takes the alarm: a username, or null to take it back from whoever had it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    assignee: Annotated[str | None, Field(min_length=1, max_length=64)]
     note: Annotated[str | None, Field(max_length=NOTE_MAX_CHARS)] = None
 
 
@@ -177,11 +189,18 @@ def read_alarms(
     severity: Severity | None = None,
     device_id: Annotated[str | None, Query(max_length=64)] = None,
     kind: Annotated[str | None, Query(max_length=64)] = None,
+    assigned_to: Annotated[
+        str | None, Query(max_length=64, description="a username, or `me` for the calling user's own")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_ALARMS)] = 500,
     offset: Offset = 0,
 ) -> list[AlarmPublic]:
     """Alarms in the caller's scope, newest first, filtered by status (or `open`), province, sector, severity,
-    device and kind."""
+    device, kind and assignee."""
+    if assigned_to == "me":
+        if principal.kind != "user":
+            raise InvalidRequest("assigned_to=me names a logged-in person; an API key is given no alarms")
+        assigned_to = principal.name
     alarms = list_alarms(
         conn,
         scope=principal.scope,
@@ -192,6 +211,7 @@ def read_alarms(
         severity=severity,
         device_id=device_id,
         kind=kind,
+        assigned_to=None if assigned_to is None else assigned_to.lower(),
         limit=limit,
         offset=offset,
     )
@@ -247,6 +267,24 @@ def comment(conn: ConnDep, principal: OperatorDep, alarm_id: AlarmId, body: Alar
     """Add an operator's note to the alarm, whatever its status (recorded with the alarm and in the audit log)."""
     alarm = comment_alarm(
         conn, alarm_id, by=principal.actor, note=body.note, scope=principal.scope, address=principal.address
+    )
+    conn.commit()
+    return _detail(conn, principal, alarm)
+
+
+@router.post("/{alarm_id}/assign", responses=_CHANGE_ERRORS)
+def assign(conn: ConnDep, principal: OperatorDep, alarm_id: AlarmId, body: AlarmAssignment) -> AlarmDetail:
+    """Give an open alarm to a person (operator): an enabled operator or admin who can see it, often the caller;
+    `null` takes it back. 422 for someone who cannot take it, 409 for a cleared alarm."""
+    alarm = assign_alarm(
+        conn,
+        alarm_id,
+        assignee=None if body.assignee is None else body.assignee.strip().lower(),
+        by=principal.actor,
+        note=body.note,
+        now=datetime.now(UTC),
+        scope=principal.scope,
+        address=principal.address,
     )
     conn.commit()
     return _detail(conn, principal, alarm)

@@ -67,6 +67,7 @@ def _alarm_event(e: StreamAlarmEvent) -> str:
         "severity": e.severity,
         "kind": e.kind,
         "message": e.message,
+        "assigned_to": e.assigned_to,
     }
     return f"event: alarm\ndata: {json.dumps(data)}\n"
 

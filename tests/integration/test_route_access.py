@@ -105,6 +105,7 @@ ROUTES: Final[tuple[Route, ...]] = (
     Route("POST", "/alarms/{alarm_id}/ack", "operator", "forbidden"),
     Route("POST", "/alarms/{alarm_id}/clear", "operator", "forbidden"),
     Route("POST", "/alarms/{alarm_id}/comment", "operator", "forbidden"),
+    Route("POST", "/alarms/{alarm_id}/assign", "operator", "forbidden"),
     Route("GET", "/maintenance", "viewer", "absent"),
     Route("GET", "/maintenance/{window_id}", "viewer", "not_found"),
     Route("POST", "/maintenance", "operator", "forbidden"),
@@ -365,7 +366,12 @@ def test_an_operator_acts_within_their_province_and_is_the_audited_actor(world: 
     commands_before = _count(world.database, "SELECT count(*) FROM device_commands")
 
     # Another province's alarm and device are unknown to this operator: nothing happens to them.
-    for action, body in (("ack", {}), ("clear", {"note": "not mine"}), ("comment", {"note": "not mine"})):
+    for action, body in (
+        ("ack", {}),
+        ("clear", {"note": "not mine"}),
+        ("comment", {"note": "not mine"}),
+        ("assign", {"assignee": None}),
+    ):
         refused = client.post(f"/alarms/{other_alarm}/{action}", json=body, headers=operator)
         assert (refused.status_code, refused.json()) == (404, {"detail": f"no alarm {other_alarm}"}), action
     refused = client.post(f"/devices/{OTHER_FRIDGE}/commands", json={"name": "ping"}, headers=operator)
