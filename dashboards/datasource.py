@@ -12,8 +12,8 @@ from dashboards.sql import DATASOURCE_NAME, DATASOURCE_UID, POSTGRES_TYPE
 
 # The provisioning file names the password by this variable; Grafana expands it when it reads the file.
 PASSWORD_ENV: Final = "IOC_GRAFANA_DB_PASSWORD"  # noqa: S105 -- the variable's name, not a password
-# PostgreSQL 16 (the compose stack's timescale/timescaledb:…-pg16), as Grafana encodes versions.
-POSTGRES_VERSION: Final = 1600
+# PostgreSQL 15 (compose's timescale/timescaledb:…-pg15, as the backup tools need), as Grafana encodes versions.
+POSTGRES_VERSION: Final = 1500
 MAX_OPEN_CONNS: Final = 10
 MAX_IDLE_CONNS: Final = 2
 CONN_MAX_LIFETIME_S: Final = 14400

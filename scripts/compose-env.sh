@@ -1,6 +1,7 @@
 #!/bin/sh
-# Writes .env beside docker-compose.yml with a random secret for every password the stack requires, once:
-# an existing .env is left as it is (compose refuses to start while any of them is missing).
+# Writes .env beside docker-compose.yml from .env.example, once: every variable left empty there (the secrets)
+# gets a new random value, every other line is copied as it is. An existing .env is left as it is (compose
+# refuses to start while any secret is missing).
 set -eu
 cd "$(dirname "$0")/.."
 if [ -e .env ]; then
@@ -9,13 +10,13 @@ if [ -e .env ]; then
 fi
 secret() { python3 -c 'import secrets; print(secrets.token_urlsafe(24))'; }
 umask 077
-cat > .env <<ENV
-IOC_DB_PASSWORD=$(secret)
-IOC_GRAFANA_DB_PASSWORD=$(secret)
-GRAFANA_ADMIN_PASSWORD=$(secret)
-IOC_MQTT_ADMIN_PASSWORD=$(secret)
-IOC_MQTT_INGEST_PASSWORD=$(secret)
-IOC_MQTT_COMMANDS_PASSWORD=$(secret)
-IOC_MQTT_ALERTS_PASSWORD=$(secret)
-ENV
+tmp=.env.partial
+: > "$tmp"
+while IFS= read -r line || [ -n "$line" ]; do
+    case "$line" in
+        [A-Z]*=) printf '%s%s\n' "$line" "$(secret)" >> "$tmp" ;;
+        *) printf '%s\n' "$line" >> "$tmp" ;;
+    esac
+done < .env.example
+mv "$tmp" .env
 echo "wrote .env (mode 0600) with new random secrets"

@@ -25,6 +25,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     db_sub = db.add_subparsers(dest="db_command", required=True)
     migrate = db_sub.add_parser("migrate", help="apply pending migrations and sync catalog data (idempotent)")
     migrate.set_defaults(func=cmd_db_migrate)
+    from ioc.cli import backup  # `ioc db backup|restore`
+
+    backup.add_db_parsers(db_sub)
 
     ingest = sub.add_parser("ingest", help="run ingest workers against the configured broker and database")
     ingest.add_argument("--workers", type=int, default=None, help="worker processes (default: IOC_INGEST_WORKERS)")
