@@ -11,8 +11,8 @@ from fastapi import Depends, Request
 from api.access.token_limiter import UnknownTokenLimiter
 from core.settings import Settings
 from devices.catalog import Catalog
-from devices.onboarding import DeviceBroker
 from devices.downlink import CommandPublisher
+from devices.onboarding import DeviceBroker
 from store.pool import Conn, Pool
 
 
