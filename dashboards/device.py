@@ -15,6 +15,7 @@ from dashboards.definitions import (
 )
 from dashboards.measures import SILENT_AFTER_INTERVALS
 from dashboards.panels import DRILLDOWN_UID, Step, stat, table, time_series
+from dashboards.queries import reading_aggregates
 from dashboards.sql import Sql
 
 UID: Final = DRILLDOWN_UID
@@ -31,11 +32,9 @@ METRICS_OF_DEVICE: Final = """
 SELECT metric FROM device_latest WHERE device_id = '$device' ORDER BY metric
 """
 
-SERIES: Final = """
-SELECT $__timeGroupAlias(ts, $__interval), metric, avg(value) AS value
-FROM readings
-WHERE device_id = '$device' AND metric IN ($metric) AND $__timeFilter(ts)
-GROUP BY 1, 2
+SERIES: Final = f"""
+SELECT a.bucket AS "time", a.metric, a.total / a.readings AS value
+FROM {reading_aggregates("ARRAY['$device']", "ARRAY[$metric]")}
 ORDER BY 1, 2
 """
 

@@ -9,7 +9,7 @@ from typing import Final
 from dashboards.definitions import OPERATIONS, DashboardDefinition, define, new_dashboard, province_variable
 from dashboards.measures import LATITUDE, SILENT_AFTER_INTERVALS
 from dashboards.panels import MapLayer, Step, geomap, stat, table, time_series
-from dashboards.queries import PROVINCE_FILTER, VEHICLE_POSITIONS, province_centers_sql
+from dashboards.queries import PROVINCE_FILTER, VEHICLE_POSITIONS, province_centers_sql, reading_aggregates
 from dashboards.sql import Sql
 
 UID: Final = "ioc-province-overview"
@@ -61,10 +61,9 @@ WHERE $__timeFilter(q.received_at) AND q.province IN ($province)
 """
 
 READINGS_BY_SECTOR: Final = f"""
-SELECT $__timeGroupAlias(r.ts, $__interval), d.sector AS metric, count(*) AS readings
-FROM readings r
-JOIN devices d ON d.device_id = r.device_id
-WHERE $__timeFilter(r.ts) AND {PROVINCE_FILTER}
+SELECT a.bucket AS "time", s.sector AS metric, sum(a.readings) AS readings
+FROM {reading_aggregates(f"ARRAY(SELECT d.device_id FROM devices d WHERE {PROVINCE_FILTER})", "NULL")}
+JOIN devices s ON s.device_id = a.device_id
 GROUP BY 1, 2
 ORDER BY 1, 2
 """

@@ -20,17 +20,35 @@ _PROVINCE_CODE: Final = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 PROVINCE_FILTER: Final = "d.province IN ($province)"
 
 
+# Per Grafana's range and interval, through the store's one aggregate function (migration 0009): whole minutes and
+# hours of long ranges come from the rollups, the rest from raw readings, with the numbers raw readings give.
+_AGGREGATE_EXPRESSIONS: Final[Mapping[Aggregate, str]] = {
+    "avg": "a.total / a.readings",
+    "min": "a.minimum",
+    "max": "a.maximum",
+    "sum": "a.total",
+}
+
+
+def reading_aggregates(devices_sql: str, metrics_sql: str) -> str:
+    """`reading_aggregates(…) a` over the dashboard's time range, one bucket per `$__interval`: `devices_sql` is an
+    array of device ids (`ARRAY(SELECT …)`), `metrics_sql` one of metrics (or NULL: every metric)."""
+    return (
+        f"reading_aggregates({devices_sql}, {metrics_sql}, $__timeFrom(), $__timeTo(), "
+        "make_interval(secs => $__interval_ms / 1000.0)) a"
+    )
+
+
+def devices_of(measure: Measure) -> str:
+    """The devices of the measure's types in the chosen provinces, as an array for `reading_aggregates`."""
+    return f"ARRAY(SELECT d.device_id FROM devices d WHERE d.type_code IN ({measure.types_sql}) AND {PROVINCE_FILTER})"
+
+
 def per_device_series(measure: Measure, *, aggregate: Aggregate = "avg") -> str:
     """One series per device: the measure's `aggregate` in each time bucket."""
     return f"""
-SELECT $__timeGroupAlias(r.ts, $__interval), r.device_id AS metric, {aggregate}(r.value) AS value
-FROM readings r
-JOIN devices d ON d.device_id = r.device_id
-WHERE $__timeFilter(r.ts)
-  AND r.metric = '{measure.metric}'
-  AND d.type_code IN ({measure.types_sql})
-  AND {PROVINCE_FILTER}
-GROUP BY 1, 2
+SELECT a.bucket AS "time", a.device_id AS metric, {_AGGREGATE_EXPRESSIONS[aggregate]} AS value
+FROM {reading_aggregates(devices_of(measure), f"ARRAY['{measure.metric}']")}
 ORDER BY 1, 2
 """
 
@@ -39,17 +57,8 @@ def fleet_total_series(measure: Measure, *, label: str) -> str:
     """The sum over devices of each device's mean in the bucket (a total that does not depend on how many
     readings each device sent in it)."""
     return f"""
-SELECT "time", sum(value) AS "{label}"
-FROM (
-    SELECT $__timeGroupAlias(r.ts, $__interval), r.device_id, avg(r.value) AS value
-    FROM readings r
-    JOIN devices d ON d.device_id = r.device_id
-    WHERE $__timeFilter(r.ts)
-      AND r.metric = '{measure.metric}'
-      AND d.type_code IN ({measure.types_sql})
-      AND {PROVINCE_FILTER}
-    GROUP BY 1, 2
-) per_device
+SELECT a.bucket AS "time", sum(a.total / a.readings) AS "{label}"
+FROM {reading_aggregates(devices_of(measure), f"ARRAY['{measure.metric}']")}
 GROUP BY 1
 ORDER BY 1
 """

@@ -7,22 +7,17 @@ from typing import Final
 from dashboards.definitions import TRANSPORT, DashboardDefinition, define, new_dashboard, province_variable
 from dashboards.measures import AVERAGE_SPEED, LATITUDE, MOTORBIKES, PASSENGERS, VEHICLES
 from dashboards.panels import MapLayer, geomap, stat, table, time_series
-from dashboards.queries import PROVINCE_FILTER, VEHICLE_POSITIONS, per_device_series
+from dashboards.queries import PROVINCE_FILTER, VEHICLE_POSITIONS, devices_of, per_device_series, reading_aggregates
 from dashboards.sql import Sql
 
 UID: Final = "ioc-transport-flow"
 
 # Vehicles counted per time bucket over the chosen provinces' stations, cars/trucks and motorbikes apart.
 TRAFFIC_FLOW: Final = f"""
-SELECT $__timeGroupAlias(r.ts, $__interval),
-       CASE r.metric WHEN '{MOTORBIKES.metric}' THEN 'xe máy / motorbikes' ELSE 'ô tô / cars and trucks' END AS metric,
-       sum(r.value) AS vehicles
-FROM readings r
-JOIN devices d ON d.device_id = r.device_id
-WHERE $__timeFilter(r.ts)
-  AND r.metric IN ('{VEHICLES.metric}', '{MOTORBIKES.metric}')
-  AND d.type_code IN ({VEHICLES.types_sql})
-  AND {PROVINCE_FILTER}
+SELECT a.bucket AS "time",
+       CASE a.metric WHEN '{MOTORBIKES.metric}' THEN 'xe máy / motorbikes' ELSE 'ô tô / cars and trucks' END AS metric,
+       sum(a.total) AS vehicles
+FROM {reading_aggregates(devices_of(VEHICLES), f"ARRAY['{VEHICLES.metric}', '{MOTORBIKES.metric}']")}
 GROUP BY 1, 2
 ORDER BY 1, 2
 """

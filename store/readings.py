@@ -185,17 +185,18 @@ def query_buckets(
     end: datetime,
     bucket_s: int,
 ) -> list[Bucket]:
-    """Per-bucket aggregates (time_bucket) of one device in [start, end); none when the device is outside
-    `scope`."""
+    """Per-bucket aggregates of one device in [start, end); none when the device is outside `scope`.
+
+    Through `reading_aggregates` (migration 0009), as the dashboards: whole hours and minutes come from the rollups
+    when the bucket is whole hours or minutes, the rest from raw readings, with the numbers raw readings give."""
     in_scope, scope_params = _device_in_scope(scope)
     rows = conn.execute(
         sql.SQL(
-            "SELECT time_bucket(make_interval(secs => %s), ts) AS b, metric, count(*), avg(value), min(value), "
-            "max(value) FROM readings WHERE {} "
-            "AND device_id = %s AND (%s::text IS NULL OR metric = %s) AND ts >= %s AND ts < %s "
-            "GROUP BY b, metric ORDER BY b, metric"
+            "SELECT a.bucket, a.metric, a.readings, a.total / a.readings, a.minimum, a.maximum "
+            "FROM reading_aggregates(ARRAY[%s], CASE WHEN %s::text IS NULL THEN NULL ELSE ARRAY[%s] END, "
+            "%s, %s, make_interval(secs => %s)) a WHERE {} ORDER BY a.bucket, a.metric"
         ).format(in_scope),
-        [bucket_s, device_id, *scope_params, device_id, metric, metric, start, end],
+        [device_id, metric, metric, start, end, bucket_s, device_id, *scope_params],
     ).fetchall()
     return [Bucket(start=r[0], metric=r[1], count=r[2], mean=r[3], minimum=r[4], maximum=r[5]) for r in rows]
 
