@@ -39,12 +39,18 @@ from api.state import AppState
 from core.settings import Settings
 from devices.catalog import load_catalog
 from devices.downlink import CommandPublisher
+from devices.onboarding import DeviceBroker
 from protocol.broker_url import parse_broker_url
 from store.pool import open_pool
 
 
 def create_app(
-    settings: Settings, *, database_url: str, metrics_dir: Path | None = None, mqtt_url: str | None = None
+    settings: Settings,
+    *,
+    database_url: str,
+    metrics_dir: Path | None = None,
+    mqtt_url: str | None = None,
+    device_broker: DeviceBroker | None = None,
 ) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -65,7 +71,20 @@ def create_app(
                         parse_broker_url(mqtt_url), client_id=f"ioc-api-commands-{os.getpid()}-{id(app):x}"
                     )
                 )
-            app.state.ioc = AppState(settings=settings, pool=pool, catalog=load_catalog(), commands=publisher)
+            app.state.ioc = AppState(
+                settings=settings,
+                pool=pool,
+                catalog=load_catalog(),
+                commands=publisher,
+                # Told to new devices; unless given, the broker the API itself reaches (without its credentials).
+                device_broker=device_broker
+                or DeviceBroker.from_urls(
+                    public_url=settings.device_broker_url,
+                    center_url=mqtt_url,
+                    tls_url=None,
+                    ca_file=settings.broker_ca_file,
+                ),
+            )
             yield
 
     app = FastAPI(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,6 +41,11 @@ class Settings(BaseSettings):
     broker_ca_file: Path | None = Field(
         default=None, description="the operator's CA certificate (its ca.key beside it to sign server certs)"
     )
+    device_broker_url: str | None = Field(
+        default=None,
+        description="the broker address new devices are given, e.g. mqtts://mqtt.example.vn:8883 (with "
+        "broker_ca_file); unset = the broker's own address",
+    )
     broker_require_client_cert: bool = Field(
         default=False, description="devices must also present a client certificate signed by the CA"
     )
@@ -60,6 +66,23 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8000, description="API listen port (0 = pick a free port)")
     ingest_workers: int = Field(default=1, ge=1, description="ingest processes in the shared subscription")
     ingest_group: str = Field(default="ioc-ingest", description="MQTT 5 shared-subscription group")
+    # The distributed path (docs/scaling.md): ingest as one durable consumer of a NATS JetStream cluster that devices
+    # reach over MQTT. Mosquitto with several workers is not restart-safe; this path is.
+    ingest_source: Literal["mqtt", "jetstream"] = Field(
+        default="mqtt", description="mqtt: subscribe on the broker; jetstream: consume a NATS JetStream cluster"
+    )
+    jetstream_servers: list[str] = Field(
+        default_factory=list, description='NATS nodes for ingest_source=jetstream, e.g. ["nats://10.0.0.1:4222"]'
+    )
+    jetstream_user: str = Field(default="ioc-ingest", description="ingest's NATS account")
+    jetstream_password: SecretStr | None = Field(default=None, description="its password")
+    jetstream_durable: str = Field(default="ioc-ingest", description="the durable consumer every worker shares")
+    jetstream_ack_wait_s: float = Field(
+        default=30.0, gt=0, description="a message not acknowledged this long goes to another worker"
+    )
+    jetstream_stream_replicas: int = Field(
+        default=3, ge=1, le=5, description="replicas of the MQTT message stream when ingest has to create it"
+    )
     batch_max_rows: int = Field(default=5000, ge=1, description="rows per COPY batch at most")
     batch_max_wait_ms: int = Field(default=50, ge=1, description="longest a reading waits for its batch")
     queue_max_messages: int = Field(default=20000, ge=10, description="in-flight messages before back-pressure")
@@ -75,6 +98,33 @@ class Settings(BaseSettings):
         default=16 * 1024, ge=0, description="raw bytes kept per quarantined message at most"
     )
     quarantine_retention_days: float = Field(default=14.0, gt=0, description="quarantined messages are kept this long")
+    # Data lifecycle (store.rollups, store.retention): raw readings per sector, rollups for years, append-only tables.
+    raw_retention_days: float = Field(default=90.0, gt=0, description="raw readings are kept this long")
+    raw_retention_days_by_sector: dict[Literal["agriculture", "energy", "transport", "health"], float] = Field(
+        default_factory=dict, description='per-sector raw retention, e.g. {"health": 365}; others: raw_retention_days'
+    )
+    rollup_minute_retention_days: float = Field(
+        default=731.0, gt=0, description="one-minute rollups are kept this long"
+    )
+    rollup_hour_retention_days: float = Field(default=3653.0, gt=0, description="one-hour rollups are kept this long")
+    anomaly_retention_days: float = Field(default=365.0, gt=0, description="detected anomalies are kept this long")
+    alarm_event_retention_days: float = Field(
+        default=365.0,
+        gt=0,
+        description="alarm events (the streams' history; alarms themselves stay) are kept this long",
+    )
+    federation_delivered_retention_days: float = Field(
+        default=30.0,
+        gt=0,
+        description="snapshots delivered to the national center are kept this long (undelivered: until sent)",
+    )
+    audit_retention_days: float = Field(
+        default=3653.0,
+        gt=0,
+        description="the audit log is a legal record: kept this long; set it to what the operator's regulations require",
+    )
+    rollup_interval_s: float = Field(default=60.0, gt=0, description="how often the rollup job runs (Apache build)")
+    retention_interval_s: float = Field(default=3600.0, gt=0, description="how often retention runs")
     api_db_timeout_s: float = Field(
         default=3.0, gt=0, description="an API request waits this long for a database connection, then 503"
     )

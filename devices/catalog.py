@@ -57,7 +57,8 @@ _WINDOW_KINDS: Final = frozenset({"rate_of_change", "stuck", "silent"})
 
 _TOP_KEYS: Final = frozenset({"schema_version", "device_types"})
 _TYPE_KEYS: Final = frozenset({"code", "name", "sector", "description", "report_interval_s", "metrics", "rules"})
-_TYPE_OPTIONAL_KEYS: Final = frozenset({"name_vi"})  # the Vietnamese name, shown first by the console
+# The Vietnamese name, shown first by the console; aliases: other names people type ("fridge").
+_TYPE_OPTIONAL_KEYS: Final = frozenset({"name_vi", "aliases"})
 _METRIC_KEYS: Final = frozenset({"name", "unit", "description", "min", "max"})
 _METRIC_OPTIONAL_KEYS: Final = frozenset({"group"})
 _RULE_KEYS: Final = frozenset({"kind", "duration_s", "severity", "message"})
@@ -115,6 +116,8 @@ class DeviceType:
     metrics: tuple[MetricSpec, ...]
     rules: tuple[RuleSpec, ...]
     name_vi: str | None = None
+    # Other names it answers to on the command line and in the API ("fridge" for the vaccine refrigerator).
+    aliases: tuple[str, ...] = ()
     _by_name: Mapping[str, MetricSpec] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -130,6 +133,11 @@ class DeviceType:
 
     def rules_for(self, metric: str) -> tuple[RuleSpec, ...]:
         return tuple(rule for rule in self.rules if rule.metric == metric)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every name it answers to: code, English and Vietnamese names, aliases."""
+        return tuple(n for n in (self.code, self.name, self.name_vi or "", *self.aliases) if n)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,10 +190,18 @@ def parse_catalog(document: object, *, source: str = "catalog") -> Catalog:
     if not isinstance(raw_types, list) or not raw_types:
         raise CatalogError(f"{source}: device_types must be a non-empty list")
     types: dict[str, DeviceType] = {}
+    alias_owner: dict[str, str] = {}
     for index, raw in enumerate(raw_types):
         device_type = _parse_type(raw, source=source, index=index)
         if device_type.code in types:
             raise CatalogError(f"{source}: device type {device_type.code!r}: code is defined twice")
+        for alias in device_type.aliases:
+            # One alias, one type: "fridge" must never mean two things.
+            key = alias.casefold()
+            if alias_owner.setdefault(key, device_type.code) != device_type.code:
+                raise CatalogError(
+                    f"{source}: device type {device_type.code!r}: alias {alias!r} already names {alias_owner[key]!r}"
+                )
         types[device_type.code] = device_type
     return Catalog(types=MappingProxyType(types))
 
@@ -240,7 +256,15 @@ def _parse_type(raw: object, *, source: str, index: int) -> DeviceType:
         metrics=tuple(metrics),
         rules=rules,
         name_vi=_text(obj, "name_vi", where) if "name_vi" in obj else None,
+        aliases=_aliases(obj, where) if "aliases" in obj else (),
     )
+
+
+def _aliases(obj: Mapping[str, object], where: str) -> tuple[str, ...]:
+    raw = obj["aliases"]
+    if not isinstance(raw, list) or not all(isinstance(item, str) and item.strip() for item in raw):
+        raise CatalogError(f"{where}: field 'aliases' must be a list of non-empty strings")
+    return tuple(cast(list[str], raw))
 
 
 def _parse_metric(raw: object, *, where: str) -> MetricSpec:

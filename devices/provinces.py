@@ -32,7 +32,7 @@ _TITLE_PREFIXES: Final = ("thanh pho ", "tp ", "tinh ")
 
 _TOP_KEYS: Final = frozenset({"schema_version", "source", "provinces"})
 _PROVINCE_KEYS: Final = frozenset({"code", "name", "name_ascii", "kind", "merged_from"})
-_PROVINCE_OPTIONAL_KEYS: Final = frozenset({"admin_code", "center"})
+_PROVINCE_OPTIONAL_KEYS: Final = frozenset({"admin_code", "center", "name_en", "aliases"})
 
 
 class ProvinceError(IocError):
@@ -51,10 +51,24 @@ class Province:
     admin_code: str | None = None
     # (latitude, longitude) of the administrative seat, WGS 84: where a map puts the province.
     center: tuple[float, float] | None = None
+    # The English name ("Hanoi", "Ho Chi Minh City"); None = the name without diacritics.
+    name_en: str | None = None
+    # Other names people type for it: a former name ("Thừa Thiên Huế"), a nickname ("Sài Gòn", "HCMC").
+    aliases: tuple[str, ...] = ()
 
     @property
     def is_city(self) -> bool:
         return self.kind == "city"
+
+    @property
+    def english_name(self) -> str:
+        return self.name_en or self.name_ascii
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every name it answers to: code, admin code, names, aliases and the units merged into it."""
+        own = (self.code, self.admin_code or "", self.name, self.name_ascii, self.english_name)
+        return tuple(n for n in (*own, *self.aliases, *self.merged_from) if n)
 
 
 def load_provinces(path: Path | None = None) -> Mapping[str, Province]:
@@ -116,12 +130,11 @@ def parse_provinces(document: object, *, source: str = "provinces") -> Mapping[s
 
 
 def resolve_province(provinces: Mapping[str, Province], text: str) -> Province | None:
-    """Find a province by code, admin code, name or any pre-2025 unit's name (with or without diacritics,
-    any case). Registrations and imports still carry old names such as "Bình Dương"."""
+    """Find a province by code, admin code, name or English name, alias or any pre-2025 unit's name
+    (with or without diacritics, any case). Registrations and imports still carry old names such as "Bình Dương"."""
     key = _fold(text)
     for province in provinces.values():
-        candidates = (province.code, province.admin_code or "", province.name, province.name_ascii)
-        if any(key == _fold(c) for c in candidates if c) or any(key == _fold(o) for o in province.merged_from):
+        if any(key == _fold(name) for name in province.names):
             return province
     return None
 
@@ -183,7 +196,16 @@ def _parse_province(raw: object, *, source: str, index: int) -> Province:
         merged_from=merged_from,
         admin_code=admin_code,
         center=_center(obj, where) if "center" in obj else None,
+        name_en=_text(obj, "name_en", where) if "name_en" in obj else None,
+        aliases=_aliases(obj, where) if "aliases" in obj else (),
     )
+
+
+def _aliases(obj: Mapping[str, object], where: str) -> tuple[str, ...]:
+    raw = obj["aliases"]
+    if not isinstance(raw, list) or not all(isinstance(item, str) and item.strip() for item in raw):
+        raise ProvinceError(f"{where}: field 'aliases' must be a list of names")
+    return tuple(cast(list[str], raw))
 
 
 def _center(obj: Mapping[str, object], where: str) -> tuple[float, float]:

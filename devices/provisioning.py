@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -30,12 +30,13 @@ from devices.registry import (
     check_in_scope,
     get_device,
 )
+from devices.roster_csv import missing_columns_message
 from store.pool import Conn
 from store.scope import Scope
 
 DEVICE_ID_RE: Final = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-CSV_REQUIRED_COLUMNS: Final = ("device_id", "type_code", "province")
 NAME_MAX_CHARS: Final = 200
+_PROGRESS_ROWS: Final = 1000  # rows between two progress reports of an import
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,11 +290,19 @@ def _parse_interval(text: str) -> float | None:
 
 
 def import_devices_csv(
-    conn: Conn, text: str, *, catalog: Catalog, actor: str, scope: Scope, address: str | None = None
+    conn: Conn,
+    text: str,
+    *,
+    catalog: Catalog,
+    actor: str,
+    scope: Scope,
+    address: str | None = None,
+    on_rows: Callable[[int], None] | None = None,
 ) -> list[ImportRow]:
-    """Provision every good row of a CSV (`device_id,type_code,province[,name][,report_interval_s]`) and
-    report each row: a bad row (one outside the caller's `scope` too) is reported with its reason and does not
-    stop the good ones.
+    """Provision every good row of a roster CSV (`devices.roster_csv`: `device_id,type_code,province` required,
+    `sector`, `name`, `report_interval_s` optional) and report each row: a bad row (one outside the caller's
+    `scope` too) is reported with its reason and does not stop the good ones. `on_rows(n)` is told as rows are
+    checked (a progress display).
 
     Rows are checked in Python (type, province, id, duplicates in the file and in the registry), then the
     good ones go in with one COPY; should that lose a race with a concurrent insert, each row is retried on
@@ -301,15 +310,17 @@ def import_devices_csv(
     """
     reader = csv.DictReader(io.StringIO(text))
     header = [h.strip() for h in (reader.fieldnames or [])]
-    missing = [c for c in CSV_REQUIRED_COLUMNS if c not in header]
-    if missing:
-        raise InvalidRegistryValue(f"CSV header lacks {', '.join(missing)} (has {', '.join(header) or 'nothing'})")
+    missing = missing_columns_message(header)
+    if missing is not None:
+        raise InvalidRegistryValue(missing)
     reader.fieldnames = header
     provinces = _known_provinces(conn)
     report: dict[int, ImportRow] = {}
     candidates: list[tuple[int, _NewDevice]] = []
     seen: dict[str, int] = {}
     for index, raw in enumerate(reader, start=2):
+        if on_rows is not None and index > 2 and (index - 2) % _PROGRESS_ROWS == 0:
+            on_rows(_PROGRESS_ROWS)  # the rows before this one
         row = {k: (v or "").strip() for k, v in raw.items() if k is not None}
         device_id = row.get("device_id", "")
         try:
@@ -320,6 +331,9 @@ def import_devices_csv(
             continue
         seen[device_id] = index
         candidates.append((index, new))
+    checked = len(report) + len(candidates)
+    if on_rows is not None and checked:
+        on_rows(checked - (checked - 1) // _PROGRESS_ROWS * _PROGRESS_ROWS)
     return _insert_checked(conn, report, candidates, actor=actor, address=address)
 
 
@@ -343,6 +357,9 @@ def _check_row(
         catalog=catalog,
         provinces=provinces,
     )
+    sector = row.get("sector", "")
+    if sector and sector != new.sector:
+        raise InvalidRegistryValue(f"sector {sector[:40]!r} is not that of type {new.type_code!r} ({new.sector})")
     if device_id in seen:
         raise InvalidRegistryValue(f"device id repeats row {seen[device_id]}")
     return new

@@ -395,6 +395,7 @@ class FaultInjector:
         self.values: dict[str, _Window] = {}
         self.windows: dict[FaultKind, _Window] = {}
         self.labels: list[FaultLabel] = []
+        self.opened: list[FaultLabel] = []  # as each fault starts, with its planned end (a live labels file)
         self.started: list[FaultKind] = []
         self._skews = 0
 
@@ -590,6 +591,10 @@ class FaultInjector:
         window.last_ms = ts_ms
         window.affected += 1
         window.left -= 1
+        if window.affected == 1:  # its first sample: every parameter is known, the end is planned
+            end_ms = window.start_ms + (window.length - 1) * self.interval_ms
+            params = {"samples": window.length, **window.params}
+            self.opened.append(FaultLabel(self.device_id, window.metric, window.kind, window.start_ms, end_ms, params))
         if window.left <= 0:
             self._close(window)
 
@@ -606,7 +611,9 @@ class FaultInjector:
     def label_message(self, kind: FaultKind, start_ms: int, end_ms: int, params: dict[str, object]) -> None:
         """Label a fault of single messages (malformed, duplicate, out of order) once its seq is known."""
         self._count(kind)
-        self.labels.append(FaultLabel(self.device_id, "*", kind, start_ms, end_ms, params))
+        label = FaultLabel(self.device_id, "*", kind, start_ms, end_ms, params)
+        self.labels.append(label)
+        self.opened.append(label)
 
     def finish(self) -> None:
         """Close every open window (a run ends): their labels end at the last affected sample."""
@@ -619,6 +626,12 @@ class FaultInjector:
     def take_labels(self) -> list[FaultLabel]:
         labels, self.labels = self.labels, []
         return labels
+
+    def take_opened(self) -> list[FaultLabel]:
+        """Labels of the faults that started since the last call, each with its planned end: the end of a window
+        that a dropout interrupts or the run cuts short differs from the final label's (`take_labels`)."""
+        opened, self.opened = self.opened, []
+        return opened
 
     def take_started(self) -> list[FaultKind]:
         started, self.started = self.started, []

@@ -46,7 +46,7 @@ class Message:
 @dataclass(frozen=True, slots=True)
 class Sample:
     """What one sampling instant produced: messages to send in order, whether the device is cut off the network,
-    the accounting deltas, and fault labels completed or started."""
+    the accounting deltas, fault labels completed (exact) and opened (as the faults start, with planned ends)."""
 
     messages: tuple[Message, ...]
     offline: bool = False
@@ -55,6 +55,7 @@ class Sample:
     malformed: int = 0
     labels: tuple[FaultLabel, ...] = ()
     started: tuple[FaultKind, ...] = ()
+    opened: tuple[FaultLabel, ...] = ()
 
 
 class Firmware(Protocol):
@@ -206,6 +207,7 @@ class FirmwareDevice:
             malformed=malformed,
             labels=tuple(self._injector.take_labels()),
             started=tuple(self._injector.take_started()),
+            opened=tuple(self._injector.take_opened()),
         )
 
 

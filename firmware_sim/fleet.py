@@ -48,7 +48,10 @@ _LOGGER = logging.getLogger(__name__)
 KEEPALIVE_S: Final = 60
 RECONNECT_MIN_S: Final = 1.0
 RECONNECT_MAX_S: Final = 15.0
-AUTH_RETRY_S: Final = 30.0
+AUTH_RETRY_S: Final = 30.0  # a device refused after it had been connected (revoked mid-run) tries again
+AUTH_GRACE_RETRY_S: Final = 1.0  # within `auth_grace_s`: credentials just registered, the broker not yet synced
+REFUSAL_SETTLE_S: Final = 2.0  # after the first fatal refusal, how long the others get to be counted
+UNREACHABLE_AFTER_S: Final = 5.0
 REBOOT_S: Final = 5.0
 MISC_PERIOD_S: Final = 5.0  # each client's keepalive bookkeeping runs this often
 POLL_MAX_S: Final = 0.05
@@ -57,6 +60,9 @@ INFLIGHT_BATCHES_MAX: Final = 2
 FD_HEADROOM: Final = 256
 # MQTT 5 reason code 0x04: the broker publishes the Last Will although the client said goodbye.
 _DISCONNECT_WITH_WILL: Final = 4
+# CONNACK reason codes that refuse the device itself (MQTT 5 §3.2.2.2): client id not valid, bad user name or
+# password, not authorized, banned, bad authentication method. Waiting does not change them.
+_REFUSED_CODES: Final = frozenset({0x85, 0x86, 0x87, 0x8A, 0x8C})
 
 State = Literal["idle", "queued", "connecting", "connected", "waiting", "offline", "stopped"]
 
@@ -93,6 +99,26 @@ class FleetConfig:
     ca_file: Path | None = None
     client_cert: Path | None = None
     client_key: Path | None = None
+    # A device whose first connection is refused ends the run (its credentials never worked), except within this
+    # many seconds of the start: credentials just registered reach the broker at its next access sync.
+    auth_grace_s: float = 0.0
+    # No device ever connected and connection attempts kept failing this long: the broker is unreachable.
+    unreachable_after_s: float = UNREACHABLE_AFTER_S
+
+
+FailureKind = Literal["refused", "unreachable", "undelivered"]
+
+
+@dataclass(frozen=True, slots=True)
+class FleetFailure:
+    """Why a run ended without doing its job: `refused` devices' credentials (ids in `devices`), an `unreachable`
+    broker (`detail` is the last connection error), or messages left `undelivered` (`count`) because the broker
+    stopped answering."""
+
+    kind: FailureKind
+    count: int
+    detail: str = ""
+    devices: tuple[str, ...] = ()
 
 
 def tls_context(config: FleetConfig) -> ssl.SSLContext:
@@ -110,9 +136,11 @@ class FleetStats:
     devices: int = 0
     connected: int = 0
     connects: int = 0
-    disconnects: int = 0
+    disconnects: int = 0  # connections lost without being asked to (broker or network gone)
+    fault_disconnects: int = 0  # connections ended on purpose by an `offline` fault or a `reboot` command
     connect_failures: int = 0
-    auth_failures: int = 0
+    auth_failures: int = 0  # CONNACKs refusing a device (each attempt)
+    refused_devices: int = 0  # devices whose first connection was refused (credentials that never worked)
     generated: int = 0  # messages the firmware produced (malformed ones included, duplicates not)
     readings: int = 0  # readings in generated well-formed messages
     malformed: int = 0
@@ -151,9 +179,16 @@ class FleetStats:
     def expected_rows(self) -> int:
         return self.readings - self.dropped_readings
 
+    @property
+    def lost_messages(self) -> int:
+        """Telemetry that did not reach the center: pushed out of a full buffer, refused by the broker, or still
+        unacknowledged when the run ended. A clean run, reconnects or not, loses none."""
+        return self.dropped + self.rejected + self.unacked
+
     def snapshot(self) -> dict[str, object]:
         doc = asdict(self)
         doc["faults"] = dict(self.faults)
+        doc["lost_messages"] = self.lost_messages
         doc["expected_stored_messages"] = self.expected_stored_messages
         doc["expected_quarantined"] = self.expected_quarantined
         doc["expected_rows"] = self.expected_rows
@@ -167,6 +202,7 @@ class FleetResult:
     stats: FleetStats
     labels: tuple[FaultLabel, ...]
     start_ms: int
+    failure: FleetFailure | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,10 +223,12 @@ class _Device:
         "cmd_topic",
         "cursor",
         "draining",
+        "ever_connected",
         "firmware",
         "index",
         "inflight_batches",
         "pending",
+        "settled",
         "spec",
         "state",
         "status_topic",
@@ -212,6 +250,8 @@ class _Device:
         self.cursor = 0  # highest buffer row id handed to MQTT
         self.unsent = 0  # buffered rows above the cursor
         self.draining = False
+        self.settled = False  # its first connection attempt has an outcome (connected, refused or failed)
+        self.ever_connected = False
         self.telemetry_topic = telemetry_topic(spec.province, spec.sector, spec.device_id)
         self.status_topic = status_topic(spec.province, spec.sector, spec.device_id)
         self.cmd_topic = command_topic(spec.province, spec.sector, spec.device_id)
@@ -266,6 +306,13 @@ class Fleet:
         self._misc_cursor = 0
         self._misc_t = 0.0
         self._stopping = False
+        self._refused: list[str] = []
+        self._first_refusal_t: float | None = None
+        self._unsettled = 0
+        self._first_connect_failure_t: float | None = None
+        self._last_connect_error = ""
+        self._failure: FleetFailure | None = None
+        self._connected_at_end = 0
         self._process = psutil.Process()
         self._cpu0 = 0.0
         self._t0 = 0.0
@@ -295,23 +342,40 @@ class Fleet:
                 self._build()
                 self._loop(stop, duration_s)
                 self._finish_firmware()
-                self._flush(stop)
+                if self._failure is None:  # refused or unreachable: nothing can be delivered, so no waiting
+                    self._flush(stop)
+                else:
+                    self._commit()
+                    self._count_unacked()
                 self._shutdown()
                 self._update_usage()
+                self._check_delivered()
+            self._write_final_labels()
         finally:
             self._buffer = self._sel = self._label_file = None
             if temp_dir is not None:
                 shutil.rmtree(temp_dir, ignore_errors=True)
-        return FleetResult(stats=self.stats, labels=tuple(self.labels), start_ms=self._start_ms)
+        return FleetResult(stats=self.stats, labels=tuple(self.labels), start_ms=self._start_ms, failure=self._failure)
 
     @contextlib.contextmanager
     def _open_labels(self) -> Iterator[IO[str] | None]:
+        """The labels file, written as faults start (one line each, flushed) so a live evaluation can read it."""
         if self.labels_path is None:
             yield None
             return
         self.labels_path.parent.mkdir(parents=True, exist_ok=True)
         with self.labels_path.open("w", encoding="utf-8") as fh:
             yield fh
+
+    def _write_final_labels(self) -> None:
+        """Replace the live file by the exact labels: the same faults, but the end of a window that a dropout
+        stretched or the run cut short is the last sample it really affected."""
+        if self.labels_path is None:
+            return
+        partial = self.labels_path.with_name(self.labels_path.name + ".partial")
+        with partial.open("w", encoding="utf-8") as fh:
+            fh.writelines(label.to_json() + "\n" for label in self.labels)
+        partial.replace(self.labels_path)
 
     def _build(self) -> None:
         cfg = self.config
@@ -327,6 +391,7 @@ class Fleet:
         ]
         assert self._buffer is not None
         backlog = self._buffer.counts()
+        self._unsettled = len(firmwares)
         for index, firmware in enumerate(firmwares):
             device = _Device(index, firmware.device, firmware)
             device.unsent = backlog.get(firmware.device.device_id, 0)  # left over from an earlier run
@@ -341,10 +406,11 @@ class Fleet:
     def _loop(self, stop: threading.Event, duration_s: float | None) -> None:
         start = self.clock.now()
         next_progress = next_commit = time.monotonic()
-        while not stop.is_set():
+        while not stop.is_set() and self._failure is None:
             now = self.clock.now()
             if duration_s is not None and now - start >= duration_s:
                 break
+            self._check_failure()
             self._sample_due(int(now * 1000))
             self._service(next_due_ms=self._heap[0][0] if self._heap else None)
             mono = time.monotonic()
@@ -399,6 +465,9 @@ class Fleet:
         for kind in sample.started:
             stats.faults[kind] = stats.faults.get(kind, 0) + 1
         for label in sample.labels:
+            self.labels.append(label)
+            self.stats.labels += 1
+        for label in sample.opened:
             self._write_label(label)
         if sample.offline and not device.want_offline:
             device.want_offline = True
@@ -415,10 +484,9 @@ class Fleet:
                 self._store(device, message)
 
     def _write_label(self, label: FaultLabel) -> None:
-        self.labels.append(label)
-        self.stats.labels += 1
         if self._label_file is not None:
             self._label_file.write(label.to_json() + "\n")
+            self._label_file.flush()
 
     def _publish_live(self, device: _Device, message: Message) -> None:
         client = device.client
@@ -506,7 +574,39 @@ class Fleet:
         except (TimeoutError, OSError) as exc:
             self.stats.connect_failures += 1
             _LOGGER.debug("%s cannot connect: %s", device.spec.device_id, exc)
+            self._note_connect_failure(device, str(exc) or type(exc).__name__)
             self._retry_later(index, device)
+
+    def _settle(self, device: _Device) -> None:
+        if not device.settled:
+            device.settled = True
+            self._unsettled -= 1
+
+    def _note_connect_failure(self, device: _Device, error: str) -> None:
+        self._settle(device)
+        self._last_connect_error = error
+        if self._first_connect_failure_t is None:
+            self._first_connect_failure_t = time.monotonic()
+
+    def _check_failure(self) -> None:
+        """End the run when it cannot do its job: devices refused (once the others had their first answer, or
+        after a moment), or a broker that never let one device in."""
+        mono = time.monotonic()
+        if self._first_refusal_t is not None and (
+            self._unsettled <= 0 or mono - self._first_refusal_t >= REFUSAL_SETTLE_S
+        ):
+            self._failure = FleetFailure("refused", len(self._refused), devices=tuple(self._refused))
+        elif (
+            self.stats.connects == 0
+            and self._first_connect_failure_t is not None
+            and mono - self._first_connect_failure_t >= self.config.unreachable_after_s
+        ):
+            self._failure = FleetFailure("unreachable", self.stats.connect_failures, detail=self._last_connect_error)
+
+    def _check_delivered(self) -> None:
+        """After the flush: telemetry left unacknowledged with no device connected means the broker went away."""
+        if self._failure is None and self.stats.unacked > 0 and self._connected_at_end == 0:
+            self._failure = FleetFailure("undelivered", self.stats.unacked, detail=self._last_connect_error)
 
     def _retry_later(self, index: int, device: _Device, *, delay_s: float | None = None) -> None:
         if self._stopping:
@@ -522,15 +622,19 @@ class Fleet:
     def _go_offline(self, device: _Device) -> None:
         """An `offline` fault: the link drops without a goodbye, so the broker publishes the Last Will."""
         if device.state == "connected" and device.client is not None:
-            self._leave_connected(device, "offline")
+            self._leave_connected(device, "offline", lost=False)
             device.client.disconnect(reasoncode=ReasonCode(PacketTypes.DISCONNECT, identifier=_DISCONNECT_WITH_WILL))
         elif device.state != "connecting":
             device.state = "offline"
 
-    def _leave_connected(self, device: _Device, state: State) -> None:
+    def _leave_connected(self, device: _Device, state: State, *, lost: bool) -> None:
+        """A connection ends: `lost` when nobody asked for it (counted as a reconnect to make), else on purpose."""
         if device.state == "connected":
             self.stats.connected -= 1
-            self.stats.disconnects += 1
+            if lost:
+                self.stats.disconnects += 1
+            elif not self._stopping:
+                self.stats.fault_disconnects += 1
         device.state = state
 
     def _misc_some(self) -> None:
@@ -574,11 +678,10 @@ class Fleet:
         self, client: mqtt.Client, device: _Device, flags: object, reason: ReasonCode, props: object
     ) -> None:
         if reason.is_failure:
-            self.stats.auth_failures += 1
-            _LOGGER.warning("broker refused %s: %s", device.spec.device_id, reason)
-            device.state = "waiting"
-            heapq.heappush(self._retry, (time.monotonic() + AUTH_RETRY_S, device.index))
+            self._on_refused(device, reason)
             return
+        self._settle(device)
+        device.ever_connected = True
         device.state = "connected"
         device.attempts = 0
         self.stats.connected += 1
@@ -590,10 +693,40 @@ class Fleet:
         if device.want_offline:  # the fault began while connecting
             self._go_offline(device)
 
+    def _on_refused(self, device: _Device, reason: ReasonCode) -> None:
+        """A CONNACK that refuses the device. Credentials that never worked end the run (outside the grace of
+        fresh registrations); a device refused after it had been connected (revoked mid-run) keeps trying."""
+        self.stats.auth_failures += 1
+        mono = time.monotonic()
+        if reason.value not in _REFUSED_CODES:  # server busy or unavailable: try again later
+            _LOGGER.debug("broker turned %s away: %s", device.spec.device_id, reason)
+            device.state = "waiting"
+            heapq.heappush(self._retry, (mono + AUTH_GRACE_RETRY_S, device.index))
+            return
+        if mono - self._t0 < self.config.auth_grace_s:
+            _LOGGER.debug("broker refused %s (within the registration grace): %s", device.spec.device_id, reason)
+            device.state = "waiting"
+            heapq.heappush(self._retry, (mono + AUTH_GRACE_RETRY_S, device.index))
+            return
+        if device.ever_connected:
+            _LOGGER.warning("broker refused %s, which was connected before: %s", device.spec.device_id, reason)
+            device.state = "waiting"
+            heapq.heappush(self._retry, (mono + AUTH_RETRY_S, device.index))
+            return
+        _LOGGER.debug("broker refused %s: %s", device.spec.device_id, reason)
+        self._settle(device)
+        device.state = "stopped"
+        self._refused.append(device.spec.device_id)
+        self.stats.refused_devices += 1
+        if self._first_refusal_t is None:
+            self._first_refusal_t = mono
+
     def _on_disconnect(
         self, client: mqtt.Client, device: _Device, flags: object, reason: object, props: object
     ) -> None:
-        self._leave_connected(device, device.state)
+        if device.state == "connecting":  # the connection closed before the broker answered
+            self._note_connect_failure(device, f"connection closed before the broker answered ({reason})")
+        self._leave_connected(device, device.state, lost=True)
         device.inflight_batches = 0  # paho resends them on reconnect; their acks still arrive
         if device.state in ("offline", "stopped", "waiting"):
             return
@@ -637,7 +770,7 @@ class Fleet:
         if command.name == REBOOT:
             client.publish(device.status_topic, OFFLINE, qos=1, retain=True)
             client.disconnect()
-            self._leave_connected(device, "waiting")
+            self._leave_connected(device, "waiting", lost=False)
             heapq.heappush(self._retry, (time.monotonic() + REBOOT_S, device.index))
 
     # ------------------------------------------------------------------------------------------ backfill
@@ -727,17 +860,23 @@ class Fleet:
                 self._progress()
                 next_progress = time.monotonic() + self.progress_every_s
         self._commit()
+        self._count_unacked()
+
+    def _count_unacked(self) -> None:
+        """Telemetry not acknowledged: in flight, or still in the buffer."""
         self.stats.unacked = sum(1 for d in self._devices for p in d.pending.values() if p.kind != "other") + sum(
             d.unsent for d in self._devices
         )
 
     def _shutdown(self) -> None:
         self._stopping = True
+        self._connected_at_end = self.stats.connected
         for device in self._devices:
             client = device.client
             if client is not None and device.state == "connected":
                 client.publish(device.status_topic, OFFLINE, qos=1, retain=True)
                 client.disconnect()
+                self._leave_connected(device, "stopped", lost=False)  # a goodbye, not a lost connection
         deadline = time.monotonic() + 5.0
         assert self._sel is not None
         while self._sel.get_map() and time.monotonic() < deadline:

@@ -1,4 +1,5 @@
-"""Which devices a simulated fleet has: generated ids, types and provinces; credentials read from or written to CSV."""
+"""Which devices a simulated fleet has: generated ids, types and provinces; credentials read from CSV (the roster
+itself is written in the registry's format, by `ioc simulate --export-devices`)."""
 
 from __future__ import annotations
 
@@ -61,14 +62,17 @@ def build_devices(
 def read_credentials(path: Path) -> list[tuple[str, str, str | None, str | None, str | None]]:
     """Rows of device_id,password[,province,sector,type]; a header row starting with device_id is skipped."""
     rows = []
-    with path.open(newline="", encoding="utf-8") as fh:
-        for row in csv.reader(fh):
-            if not row or row[0].strip().lower() in ("device_id", "") or row[0].startswith("#"):
-                continue
-            if len(row) < 2:
-                raise SimulateError(f"{path}: each row needs device_id,password")
-            extra = [c.strip() or None for c in row[2:5]] + [None] * (3 - len(row[2:5]))
-            rows.append((row[0].strip(), row[1].strip(), extra[0], extra[1], extra[2]))
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            for row in csv.reader(fh):
+                if not row or row[0].strip().lower() in ("device_id", "") or row[0].startswith("#"):
+                    continue
+                if len(row) < 2:
+                    raise SimulateError(f"{path}: each row needs device_id,password")
+                extra = [c.strip() or None for c in row[2:5]] + [None] * (3 - len(row[2:5]))
+                rows.append((row[0].strip(), row[1].strip(), extra[0], extra[1], extra[2]))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise SimulateError(f"cannot read the credentials file {path}: {exc}") from exc
     return rows
 
 
@@ -90,11 +94,3 @@ def apply_credentials(
         SimDevice(d.device_id, d.type_code, d.province, d.sector, passwords.get(d.device_id, d.password))
         for d in devices
     ]
-
-
-def write_devices_csv(path: Path, devices: Sequence[SimDevice]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["device_id", "password", "province", "sector", "type"])
-        for d in devices:
-            writer.writerow([d.device_id, d.password or "", d.province, d.sector, d.type_code])

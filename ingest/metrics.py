@@ -8,7 +8,15 @@ from prometheus_client import Counter, Gauge, Histogram
 MESSAGES = Counter("ioc_ingest_messages_total", "MQTT telemetry messages processed (stored or quarantined)")
 ROWS = Counter("ioc_ingest_rows_total", "readings inserted into the readings table")
 DUPLICATE_ROWS = Counter("ioc_ingest_duplicate_rows_total", "readings absorbed by the unique key (redeliveries)")
-QUARANTINED = Counter("ioc_ingest_quarantined_total", "messages put in quarantine", ["reason"])
+QUARANTINED = Counter("ioc_ingest_quarantined_total", "messages refused whole and put in quarantine", ["reason"])
+PARTIAL_MESSAGES = Counter(
+    "ioc_ingest_partial_messages_total", "messages stored in part: good readings stored, the rest quarantined"
+)
+READINGS_REFUSED = Counter(
+    "ioc_ingest_refused_readings_total",
+    "readings refused one by one (in messages stored in part or whose every reading was refused)",
+    ["reason"],
+)
 QUARANTINE_SUPPRESSED = Counter(
     "ioc_ingest_quarantine_suppressed_total", "quarantined messages counted but not stored (device over its limit)"
 )

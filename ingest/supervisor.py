@@ -20,8 +20,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
+from core.errors import IocError
 from core.lifecycle import running_in_thread
 from devices.catalog import load_catalog
+from ingest.jetstream_source import JetStreamSourceConfig
 from ingest.worker import IngestConfig, IngestWorker
 from protocol.broker_url import parse_broker_url
 
@@ -66,6 +68,22 @@ def ingest_config(settings: Settings, *, database_url: str, mqtt_url: str) -> In
         quarantine_sample_every=settings.quarantine_sample_every,
         quarantine_payload_max_bytes=settings.quarantine_payload_max_bytes,
         quarantine_retention_s=settings.quarantine_retention_days * 86400,
+        jetstream=jetstream_config(settings) if settings.ingest_source == "jetstream" else None,
+    )
+
+
+def jetstream_config(settings: Settings) -> JetStreamSourceConfig:
+    """The JetStream source of `settings` (IOC_INGEST_SOURCE=jetstream)."""
+    if not settings.jetstream_servers:
+        raise IocError('IOC_INGEST_SOURCE=jetstream needs IOC_JETSTREAM_SERVERS, e.g. ["nats://10.0.0.1:4222"]')
+    password = settings.jetstream_password
+    return JetStreamSourceConfig(
+        servers=tuple(settings.jetstream_servers),
+        username=settings.jetstream_user,
+        password=None if password is None else password.get_secret_value(),
+        durable=settings.jetstream_durable,
+        ack_wait_s=settings.jetstream_ack_wait_s,
+        stream_replicas=settings.jetstream_stream_replicas,
     )
 
 
@@ -80,12 +98,20 @@ class IngestSupervisor:
     def __init__(self, base: IngestConfig, *, workers: int, metrics_dir: Path, log_level: str = "INFO") -> None:
         self._base = base
         self._workers = workers
+        if workers > 1 and base.jetstream is None:
+            _LOGGER.warning(
+                "%d ingest workers share one MQTT subscription: Mosquitto does not restore shared subscriptions "
+                "after a restart, so messages can be lost then; IOC_INGEST_SOURCE=jetstream is the restart-safe "
+                "way to run several workers (docs/scaling.md)",
+                workers,
+            )
         self._metrics_dir = metrics_dir
         self._log_level = log_level
         self._processes: dict[int, multiprocessing.process.BaseProcess] = {}
         self._context = multiprocessing.get_context("spawn")
         self._ready: dict[int, EventType] = {}
         self._running = contextlib.ExitStack()
+        self._stopped: set[int] = set()  # workers that exited on a stop request (exit code 0)
 
     @property
     def pids(self) -> dict[int, int | None]:
@@ -136,12 +162,19 @@ class IngestSupervisor:
 
         while not stop.wait(0.5):
             for index, proc in list(self._processes.items()):
-                if not proc.is_alive() and not stop.is_set():
-                    _LOGGER.warning("ingest worker %d exited with %s; restarting", index, proc.exitcode)
-                    if proc.pid is not None:
-                        multiprocess.mark_process_dead(proc.pid)  # type: ignore[no-untyped-call]
-                    time.sleep(RESTART_DELAY_S)
-                    self._start(index)
+                if proc.is_alive() or stop.is_set() or index in self._stopped:
+                    continue
+                if proc.exitcode == 0:
+                    # A worker returns only when told to stop (SIGINT/SIGTERM), and Ctrl-C reaches the whole process
+                    # group: stopping has begun and this process unwinds next. Not a crash, so not restarted.
+                    _LOGGER.info("ingest worker %d stopped on request", index)
+                    self._stopped.add(index)
+                    continue
+                _LOGGER.warning("ingest worker %d exited with %s; restarting", index, proc.exitcode)
+                if proc.pid is not None:
+                    multiprocess.mark_process_dead(proc.pid)  # type: ignore[no-untyped-call]
+                time.sleep(RESTART_DELAY_S)
+                self._start(index)
 
     def _stop_workers(self) -> None:
         for proc in self._processes.values():

@@ -3,15 +3,20 @@
 paho's network thread only decodes and queues (STYLE 4); the calling thread drains the queue in batches, so a
 full queue blocks the network thread and the broker stops sending to this worker (back-pressure). A QoS 1
 message is acknowledged only after the transaction holding its rows (or its quarantine entry) has committed.
+A message with some bad readings has its good ones stored and a quarantine entry listing the bad ones, in the
+same transaction.
+With `IngestConfig.jetstream` set, the messages come from a NATS JetStream durable consumer instead
+(`ingest.jetstream_source`): the same decode, batch, commit, then acknowledge.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -21,13 +26,15 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from core.errors import DecodeError, ValidationError
+from core.lifecycle import running_in_thread
 from devices.access import access_version
 from devices.audit import record_audit
 from devices.catalog import Catalog
 from devices.registry import DeviceRecord, lookup_devices
 from ingest import metrics
+from ingest.jetstream_source import JetStreamSource, JetStreamSourceConfig
 from ingest.quarantine_limit import QuarantineLimiter
-from ingest.validate import to_rows
+from ingest.validate import ReadingSplitter, summarize_refusals
 from mqtt_client.client import CenterClient, connect, make_client
 from mqtt_client.publish_reader import ReceivedPublish
 from protocol.broker_url import BrokerAddress
@@ -42,6 +49,7 @@ from protocol.topics import (
 from store.pool import Pool, open_pool
 from store.quarantine import (
     QuarantinedMessage,
+    QuarantinedReading,
     SuppressedCount,
     add_suppressed,
     delete_expired,
@@ -84,6 +92,9 @@ class IngestConfig:
     # what was queued for it and what arrives before it resubscribes (measured: 411 of 3,000 messages),
     # while a direct persistent subscription loses nothing. So the single-worker default is restart-safe.
     shared_subscription: bool = False
+    # Set: consume a NATS JetStream durable consumer instead of subscribing on `broker` (the distributed path,
+    # where several workers stay restart-safe).
+    jetstream: JetStreamSourceConfig | None = None
     batch_max_rows: int = 5000
     batch_max_wait_s: float = 0.05
     queue_max_messages: int = 20000
@@ -185,6 +196,7 @@ class IngestWorker:
         self._known_until: dict[str, float] = {}
         self._unknown_until: dict[str, float] = {}
         self._client: CenterClient | None = None
+        self._jetstream: JetStreamSource | None = None
         self._latest = LatestValues()
         self._addresses: dict[str, TopicAddress] = {}
         self._latest_flushed = 0.0
@@ -211,10 +223,15 @@ class IngestWorker:
             _LOGGER.warning("broker refused ingest connection: %s", reason)
             return
         self._generation += 1
-        filters = [TELEMETRY_FILTER, TELEMETRY_SENML_FILTER]
-        if self._config.shared_subscription:
-            filters = [shared_filter(self._config.group, f) for f in filters]
+        direct = [TELEMETRY_FILTER, TELEMETRY_SENML_FILTER]
+        shared = [shared_filter(self._config.group, f) for f in direct]
+        filters, stale = (shared, direct) if self._config.shared_subscription else (direct, shared)
         client.subscribe([(f, 1) for f in filters])
+        if flags.session_present:
+            # A session kept from a run with another worker count still holds the other kind of subscription
+            # (worker 0 is direct alone, shared among several): left in place, every message would come twice.
+            # Dropped after subscribing, so that no message falls between the two.
+            client.unsubscribe(stale)
         _LOGGER.info("ingest %s connected (session present: %s)", self._config.client_id, flags.session_present)
 
     def _on_subscribe(
@@ -284,29 +301,66 @@ class IngestWorker:
     def run(self, stop: threading.Event) -> None:
         self._stop = stop
         cfg = self._config
-        with open_pool(cfg.database_url, min_size=1, max_size=2, name=f"ingest-{cfg.client_id}") as pool:
-            client = make_client(cfg.broker, client_id=cfg.client_id, manual_ack=True, persistent=True)
-            client.on_connect = self._on_connect
-            client.on_subscribe = self._on_subscribe
-            client.on_disconnect = self._on_disconnect
-            client.on_publish_received = self._on_publish
-            self._client = client
-            connect(client, cfg.broker, persistent=True)
-            client.loop_start()
-            try:
-                while not stop.is_set():
-                    batch = self._collect(stop)
-                    if batch.items:
-                        self._commit(pool, batch, stop)
-                    elif len(self._latest):
-                        self._flush_latest(pool)
-                    else:
-                        self._sweep_retention(pool)
-                    self._heartbeat(pool)
-            finally:
-                client.disconnect()
-                client.loop_stop()
-                self._client = None
+        receiving = self._receiving_jetstream if cfg.jetstream is not None else self._receiving_mqtt
+        with open_pool(cfg.database_url, min_size=1, max_size=2, name=f"ingest-{cfg.client_id}") as pool, receiving():
+            while not stop.is_set():
+                if self._jetstream is not None and self._jetstream.failed.is_set():
+                    raise RuntimeError("the JetStream pull loop ended; the supervisor restarts this worker")
+                batch = self._collect(stop)
+                if batch.items:
+                    self._commit(pool, batch, stop)
+                elif len(self._latest):
+                    self._flush_latest(pool)
+                else:
+                    self._sweep_retention(pool)
+                self._heartbeat(pool)
+
+    @contextlib.contextmanager
+    def _receiving_mqtt(self) -> Iterator[None]:
+        cfg = self._config
+        client = make_client(cfg.broker, client_id=cfg.client_id, manual_ack=True, persistent=True)
+        client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
+        client.on_disconnect = self._on_disconnect
+        client.on_publish_received = self._on_publish
+        self._client = client
+        connect(client, cfg.broker, persistent=True)
+        client.loop_start()
+        try:
+            yield
+        finally:
+            client.disconnect()
+            client.loop_stop()
+            self._client = None
+
+    @contextlib.contextmanager
+    def _receiving_jetstream(self) -> Iterator[None]:
+        config = self._config.jetstream
+        assert config is not None
+        source = JetStreamSource(
+            config,
+            client_name=self._config.client_id,
+            deliver=self._on_publish,
+            capacity=self._config.queue_max_messages,
+            on_ready=self._source_ready,
+            on_lost=self._source_lost,
+        )
+        self._jetstream = source
+        try:
+            with running_in_thread(source.run, name=f"jetstream-{self._config.client_id}"):
+                yield
+        finally:
+            self._jetstream = None
+
+    def _source_ready(self) -> None:
+        metrics.CONNECTED.set(1)
+        self._connected.set()
+        if self._on_ready is not None:
+            self._on_ready()
+
+    def _source_lost(self) -> None:
+        self._connected.clear()
+        metrics.CONNECTED.set(0)
 
     def wait_connected(self, timeout_s: float) -> bool:
         """True once connected and subscribed."""
@@ -369,8 +423,9 @@ class IngestWorker:
             self._known_until.pop(device_id, None)
             self._unknown_until[device_id] = now + UNKNOWN_DEVICE_RECHECK_S
 
-    def _rows_for(self, it: _Inbound, *, now: datetime, max_future: timedelta) -> list[ReadingRow]:
-        """The rows of one decoded message; raises DecodeError/ValidationError when it must be quarantined."""
+    def _split(self, it: _Inbound, splitter: ReadingSplitter) -> int:
+        """Judge one decoded message with `splitter` (its good rows and refused readings go to the splitter's lists);
+        return the rows appended. Raises DecodeError/ValidationError when the message must be quarantined whole."""
         if it.error is not None:
             raise it.error
         if it.address is None or it.telemetry is None:
@@ -381,36 +436,32 @@ class IngestWorker:
         device_type = self._catalog.get(device.type_code)
         if device_type is None:
             raise ValidationError("unknown_device_type", device.type_code)
-        return to_rows(
-            address=it.address,
-            telemetry=it.telemetry,
-            device=device,
-            device_type=device_type,
-            now=now,
-            max_future=max_future,
-        )
+        return splitter.split(address=it.address, telemetry=it.telemetry, device=device, device_type=device_type)
 
     def _prepare(self, items: Sequence[_Inbound]) -> tuple[list[ReadingRow], list[QuarantinedMessage]]:
-        """The rows to store and the entries to quarantine (each also noted on its item, for `_limit`)."""
+        """The rows to store and the entries to quarantine (each also noted on its item, for `_limit`): a message
+        refused whole, or one whose good readings are stored and whose entry lists the readings it refused."""
         rows: list[ReadingRow] = []
         bad: list[QuarantinedMessage] = []
-        now = datetime.now(UTC)
-        max_future = timedelta(seconds=self._config.max_future_s)
+        refused: list[QuarantinedReading] = []  # one message's, reused: nothing is allocated when all are good
+        splitter = ReadingSplitter(
+            now=datetime.now(UTC), max_future=timedelta(seconds=self._config.max_future_s), rows=rows, refused=refused
+        )
         for it in items:
+            it.quarantined = None  # a retried batch judges again (the clock moved on)
             try:
-                rows.extend(self._rows_for(it, now=now, max_future=max_future))
+                stored = self._split(it, splitter)
             except (DecodeError, ValidationError) as exc:
-                address = it.address
-                it.quarantined = QuarantinedMessage(
-                    topic=it.topic,
-                    device_id=address.device_id if address is not None else None,
-                    reason=exc.reason,
-                    detail=exc.detail,
-                    payload=it.payload,
-                    province=address.province if address is not None else None,
-                    sector=address.sector if address is not None else None,
+                it.quarantined = _entry(it, reason=exc.reason, detail=exc.detail)
+                bad.append(it.quarantined)
+                continue
+            if refused:
+                reason, detail = summarize_refusals(refused, stored=stored)
+                it.quarantined = _entry(
+                    it, reason=reason, detail=detail, readings_stored=stored, refused_readings=tuple(refused)
                 )
                 bad.append(it.quarantined)
+                refused.clear()
         return rows, bad
 
     def _limit(self, items: Sequence[_Inbound]) -> tuple[list[QuarantinedMessage], list[SuppressedCount]]:
@@ -523,8 +574,8 @@ class IngestWorker:
         metrics.BATCH_ROWS.observe(len(rows))
         metrics.ROWS.inc(result.inserted)
         metrics.DUPLICATE_ROWS.inc(result.duplicates)
-        for q in bad:
-            metrics.QUARANTINED.labels(reason=q.reason).inc()
+        if bad:
+            _count_quarantined(bad)
         if suppressed:
             metrics.QUARANTINE_SUPPRESSED.inc(sum(c.messages for c in suppressed))
         refused_at = time.monotonic()
@@ -553,9 +604,50 @@ class IngestWorker:
         self._latest_flushed = time.monotonic()
 
     def _acknowledge(self, items: Sequence[_Inbound]) -> None:
+        if self._jetstream is not None:
+            # Stream acknowledgements stay valid across reconnects: no generation to check.
+            self._jetstream.acknowledge([it.mid for it in items])
+            return
         client = self._client
         if client is None:
             return
         generation = self._generation
         # A message from before a reconnect is redelivered by the broker; its old packet id means nothing now.
         client.ack_many([it.mid for it in items if it.qos == 1 and it.generation == generation])
+
+
+def _entry(
+    it: _Inbound,
+    *,
+    reason: str,
+    detail: str,
+    readings_stored: int = 0,
+    refused_readings: tuple[QuarantinedReading, ...] = (),
+) -> QuarantinedMessage:
+    address = it.address
+    return QuarantinedMessage(
+        topic=it.topic,
+        device_id=address.device_id if address is not None else None,
+        reason=reason,
+        detail=detail,
+        payload=it.payload,
+        province=address.province if address is not None else None,
+        sector=address.sector if address is not None else None,
+        readings_stored=readings_stored,
+        refused_readings=refused_readings,
+    )
+
+
+def _count_quarantined(bad: Sequence[QuarantinedMessage]) -> None:
+    """Messages refused whole by reason, messages stored in part, and readings refused one by one by reason
+    (summed first: each counter update takes a lock)."""
+    refused: dict[str, int] = {}
+    for q in bad:
+        if q.readings_stored:
+            metrics.PARTIAL_MESSAGES.inc()
+        else:
+            metrics.QUARANTINED.labels(reason=q.reason).inc()
+        for r in q.refused_readings:
+            refused[r.reason] = refused.get(r.reason, 0) + 1
+    for reason, count in sorted(refused.items()):
+        metrics.READINGS_REFUSED.labels(reason=reason).inc(count)

@@ -14,6 +14,7 @@ from core.lifecycle import running_in_thread
 from core.settings import Settings
 from devices.catalog import Catalog
 from devices.monitor import DeviceMonitor, MonitorConfig
+from devices.onboarding import DeviceBroker
 from devices.provinces import load_provinces
 from embedded.services import ServiceUrls
 from firmware_sim.firmware import SimDevice
@@ -61,6 +62,35 @@ def analytics_running(settings: Settings, urls: ServiceUrls) -> contextlib.Abstr
     return running_in_thread(job, name="analytics-job")
 
 
+def device_broker(settings: Settings, urls: ServiceUrls) -> DeviceBroker:
+    """Where new devices are told to connect: the operator's public address, else the broker the center runs."""
+    return DeviceBroker.from_urls(
+        public_url=settings.device_broker_url,
+        center_url=urls.mqtt_url,
+        tls_url=urls.device_tls_url,
+        ca_file=urls.ca_file if urls.ca_file is not None else settings.broker_ca_file,
+    )
+
+
+@contextlib.contextmanager
+def lifecycle_running(settings: Settings, urls: ServiceUrls) -> Iterator[None]:
+    """Rollups every minute and retention every hour (store.lifecycle), on a thread with a connection of its own."""
+    from store.lifecycle import LifecycleConfig, LifecycleJob
+    from store.pool import open_pool
+    from store.retention import retention_policy
+
+    config = LifecycleConfig(
+        policy=retention_policy(settings),
+        rollup_every_s=settings.rollup_interval_s,
+        retention_every_s=settings.retention_interval_s,
+    )
+    with (
+        open_pool(urls.database_url, min_size=1, max_size=1, name="ioc-lifecycle") as pool,
+        running_in_thread(LifecycleJob(config, pool=pool).run, name="data-lifecycle"),
+    ):
+        yield
+
+
 def serve_api(settings: Settings, urls: ServiceUrls, *, host: str, port: int, banner: str = "") -> None:
     """The HTTP API in this thread until interrupted."""
     import uvicorn
@@ -72,6 +102,7 @@ def serve_api(settings: Settings, urls: ServiceUrls, *, host: str, port: int, ba
         database_url=urls.database_url,
         metrics_dir=settings.runtime_dir / "metrics",
         mqtt_url=urls.role_url("commands"),
+        device_broker=device_broker(settings, urls),
     )
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     if banner:

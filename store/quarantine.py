@@ -1,24 +1,63 @@
-"""The quarantine table: every message that could not be stored, with its reason and (capped) raw bytes; the
-counts of messages suppressed beyond a device's rate limit; the admin's list, inspect and purge; retention."""
+"""The quarantine table: every message that could not be stored (or was stored only in part), with its reason, the
+readings it refused and (capped) raw bytes; the counts of messages suppressed beyond a device's rate limit; the
+admin's list, inspect and purge; retention."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from store.pool import Conn
 from store.scope import Scope
 
 PAYLOAD_KEEP_BYTES = 16 * 1024
 DETAIL_KEEP_CHARS = 1000
+# Refused readings kept one by one per entry (a backfill may refuse thousands alike); `readings_refused` counts all.
+REFUSED_READINGS_KEEP = 100
+READING_DETAIL_KEEP_CHARS = 300
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantinedReading:
+    """One reading refused on its own while the rest of its message was judged: `value` is None for a text value."""
+
+    metric: str
+    ts: datetime
+    value: float | None
+    reason: str
+    detail: str
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "metric": self.metric,
+            "ts": self.ts.isoformat(),
+            "value": self.value,
+            "reason": self.reason,
+            "detail": self.detail[:READING_DETAIL_KEEP_CHARS],
+        }
+
+    @classmethod
+    def from_json(cls, doc: dict[str, object]) -> QuarantinedReading:
+        value = doc.get("value")
+        return cls(
+            metric=str(doc["metric"]),
+            ts=datetime.fromisoformat(str(doc["ts"])),
+            value=float(value) if isinstance(value, int | float) else None,
+            reason=str(doc["reason"]),
+            detail=str(doc.get("detail", "")),
+        )
 
 
 @dataclass(frozen=True, slots=True)
 class QuarantinedMessage:
+    """A message to quarantine. Refused whole: `readings_stored` 0 and, when its envelope was already bad, no
+    `refused_readings`. Stored in part: `readings_stored` > 0 and the readings it refused, each with its reason."""
+
     topic: str
     device_id: str | None
     reason: str
@@ -26,6 +65,8 @@ class QuarantinedMessage:
     payload: bytes
     province: str | None = None
     sector: str | None = None
+    readings_stored: int = 0
+    refused_readings: tuple[QuarantinedReading, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +93,15 @@ class QuarantineEntry:
     reason: str
     detail: str
     payload_size: int
+    readings_stored: int = 0
+    readings_refused: int = 0
+    refused_readings: tuple[QuarantinedReading, ...] = ()  # the first REFUSED_READINGS_KEEP of them
     payload: bytes | None = None  # only when one entry is read
+
+    @property
+    def partial(self) -> bool:
+        """Some of the message's readings were stored: only `refused_readings` were refused."""
+        return self.readings_stored > 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,21 +110,26 @@ class QuarantineFilter:
 
     scope: Scope
     device_id: str | None = None
+    # The entry's reason, or the reason of any reading it refused.
     reason: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    # True: only messages stored in part; False: only messages refused whole.
+    partial: bool | None = None
 
 
 def insert_quarantined(
     conn: Conn, messages: Sequence[QuarantinedMessage], *, payload_max_bytes: int = PAYLOAD_KEEP_BYTES
 ) -> int:
-    """Store `messages` inside the caller's transaction; the raw payload is kept up to `payload_max_bytes`."""
+    """Store `messages` inside the caller's transaction; the raw payload is kept up to `payload_max_bytes`, the
+    refused readings up to REFUSED_READINGS_KEEP (all of them counted)."""
     if not messages:
         return 0
     with conn.cursor() as cur:
         cur.executemany(
-            "INSERT INTO quarantine (topic, device_id, reason, detail, payload, payload_size, province, sector) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            "INSERT INTO quarantine (topic, device_id, reason, detail, payload, payload_size, province, sector, "
+            "readings_stored, readings_refused, refused_readings) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             [
                 (
                     m.topic,
@@ -86,6 +140,9 @@ def insert_quarantined(
                     len(m.payload),
                     m.province,
                     m.sector,
+                    m.readings_stored,
+                    len(m.refused_readings),
+                    Jsonb([r.as_json() for r in m.refused_readings[:REFUSED_READINGS_KEEP]]),
                 )
                 for m in messages
             ],
@@ -119,17 +176,45 @@ def _where(flt: QuarantineFilter, *, suppressed: bool = False) -> tuple[sql.Comp
     device, time = ("device_key", "window_start") if suppressed else ("device_id", "received_at")
     for column, op, value in (
         (device, "=", flt.device_id),
-        ("reason", "=", None if suppressed else flt.reason),
         (time, ">=", flt.since),
         (time, "<", flt.until),
     ):
         if value is not None:
             parts.append(sql.SQL("{} {} %s").format(sql.Identifier(column), sql.SQL(op)))
             params.append(value)
+    if not suppressed:  # suppressed counts keep neither reasons per message nor what was stored
+        if flt.reason is not None:
+            parts.append(sql.SQL("(reason = %s OR refused_readings @> %s)"))
+            params += [flt.reason, Jsonb([{"reason": flt.reason}])]
+        if flt.partial is not None:
+            parts.append(sql.SQL("readings_stored > 0" if flt.partial else "readings_stored = 0"))
     return sql.SQL(" AND ").join(parts), params
 
 
-_COLUMNS = sql.SQL("id, received_at, topic, device_id, province, sector, reason, detail, payload_size")
+_COLUMNS = sql.SQL(
+    "id, received_at, topic, device_id, province, sector, reason, detail, payload_size, "
+    "readings_stored, readings_refused, refused_readings"
+)
+
+
+def _entry(row: Sequence[Any], payload: bytes | None = None) -> QuarantineEntry:
+    """An entry from a row of `_COLUMNS` (its last column the refused readings as JSON)."""
+    entry_id, received_at, topic, device_id, province, sector, reason, detail, size, stored, refused, kept = row
+    return QuarantineEntry(
+        id=entry_id,
+        received_at=received_at,
+        topic=topic,
+        device_id=device_id,
+        province=province,
+        sector=sector,
+        reason=reason,
+        detail=detail,
+        payload_size=size,
+        readings_stored=stored,
+        readings_refused=refused,
+        refused_readings=tuple(QuarantinedReading.from_json(doc) for doc in kept),
+        payload=payload,
+    )
 
 
 def list_quarantined(conn: Conn, flt: QuarantineFilter, *, limit: int = 100, offset: int = 0) -> list[QuarantineEntry]:
@@ -141,7 +226,7 @@ def list_quarantined(conn: Conn, flt: QuarantineFilter, *, limit: int = 100, off
         ),
         [*params, limit, offset],
     ).fetchall()
-    return [QuarantineEntry(*r) for r in rows]
+    return [_entry(r) for r in rows]
 
 
 def get_quarantined(conn: Conn, entry_id: int, *, scope: Scope) -> QuarantineEntry | None:
@@ -154,7 +239,7 @@ def get_quarantined(conn: Conn, entry_id: int, *, scope: Scope) -> QuarantineEnt
     if row is None:
         return None
     *fields, payload = row
-    return dataclasses.replace(QuarantineEntry(*fields), payload=bytes(payload))
+    return _entry(fields, payload=bytes(payload))
 
 
 def list_suppressed(conn: Conn, flt: QuarantineFilter, *, limit: int = 100) -> list[SuppressedCount]:
@@ -175,7 +260,7 @@ def purge_quarantined(conn: Conn, flt: QuarantineFilter) -> int:
     how many entries went."""
     where, params = _where(flt)
     deleted = conn.execute(sql.SQL("DELETE FROM quarantine WHERE {}").format(where), params).rowcount
-    if flt.reason is None:  # suppressed counts keep only the last reason: purged with a reason-less filter
+    if flt.reason is None and flt.partial is None:  # suppressed counts keep neither: purged with neither filter
         where, params = _where(flt, suppressed=True)
         conn.execute(sql.SQL("DELETE FROM quarantine_suppressed WHERE {}").format(where), params)
     return max(0, deleted)

@@ -18,6 +18,9 @@ from api.routers.quarantine import QuarantinePublic
 from api.state import ConnDep, StateDep
 from core.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthenticated
 from devices.audit import list_audit, record_location_read
+from devices.naming import resolve_province_code, resolve_type_code
+from devices.onboarding import build_onboarding_sheet
+from devices.provinces import load_provinces
 from devices.provisioning import (
     decommission_device,
     import_devices_csv,
@@ -77,6 +80,36 @@ class DeviceUpdate(BaseModel):
 
 class DeviceWithSecret(DevicePublic):
     secret: str = Field(description="shown only in this response; only a hash is kept")
+
+
+class TopicsPublic(BaseModel):
+    telemetry: str = Field(description="publish readings here (QoS 1), JSON")
+    telemetry_senml: str = Field(description="or here, SenML JSON/CBOR")
+    status: str = Field(description="retained online/offline, also the Last Will")
+    cmd: str = Field(description="subscribe: commands from the center")
+    cmd_ack: str = Field(description="publish: command acknowledgements")
+
+
+class MetricPublic(BaseModel):
+    name: str
+    unit: str = Field(description="UCUM code")
+    min: float
+    max: float
+    description: str
+
+
+class DeviceOnboarding(DeviceWithSecret):
+    """A new device with everything a field technician configures it with (the secret is shown only here)."""
+
+    username: str = Field(description="the device's broker username (its id)")
+    broker_url: str | None = Field(description="plain MQTT address, mqtt://host:port (null: not known to the API)")
+    broker_tls_url: str | None = Field(description="MQTT over TLS, mqtts://host:port")
+    ca_file: str | None = Field(description="the CA certificate the TLS listener is signed by, on the center")
+    topics: TopicsPublic
+    metrics: list[MetricPublic] = Field(description="what the device type reports, with units and physical ranges")
+    effective_report_interval_s: float = Field(description="the device's report interval, or its type's")
+    sample_payload: str = Field(description="one reading as JSON; `$(date +%s)` is the shell's current time")
+    mosquitto_pub: str | None = Field(description="a shell line that publishes one reading as printed")
 
 
 class SecretPublic(BaseModel):
@@ -142,13 +175,17 @@ def read_devices(
 
 
 @router.post("", status_code=201, responses=error_responses(*_ADMIN, Conflict, InvalidRequest))
-def create_device(conn: ConnDep, state: StateDep, principal: AdminDep, body: DeviceCreate) -> DeviceWithSecret:
-    """Register a device (admin, in a province and sector of the admin's scope, else 403)."""
+def create_device(conn: ConnDep, state: StateDep, principal: AdminDep, body: DeviceCreate) -> DeviceOnboarding:
+    """Register a device (admin, in a province and sector of the admin's scope, else 403) and answer with what the
+    device is configured with: secret (shown once), broker, topics, metrics and a ready `mosquitto_pub` line.
+    The type and province may be given by any of their names ('fridge', 'Huế'); an unknown one is a 422 that
+    suggests the closest."""
+    type_code = resolve_type_code(state.catalog, body.type_code)
     created = provision_device(
         conn,
         device_id=body.device_id,
-        type_code=body.type_code,
-        province=body.province,
+        type_code=type_code,
+        province=resolve_province_code(load_provinces(), body.province),
         catalog=state.catalog,
         actor=principal.actor,
         scope=principal.scope,
@@ -157,7 +194,29 @@ def create_device(conn: ConnDep, state: StateDep, principal: AdminDep, body: Dev
         address=principal.address,
     )
     conn.commit()
-    return DeviceWithSecret(**_public(created.device).model_dump(), secret=created.secret)
+    device_type = state.catalog.types[type_code]
+    sheet = build_onboarding_sheet(
+        created.device, device_type=device_type, secret=created.secret, broker=state.device_broker
+    )
+    return DeviceOnboarding(
+        **_public(created.device).model_dump(),
+        secret=created.secret,
+        username=sheet.username,
+        broker_url=sheet.broker.url,
+        broker_tls_url=sheet.broker.tls_url,
+        ca_file=None if sheet.broker.ca_file is None else str(sheet.broker.ca_file),
+        topics=TopicsPublic(
+            telemetry=sheet.topics.telemetry,
+            telemetry_senml=sheet.topics.telemetry_senml,
+            status=sheet.topics.status,
+            cmd=sheet.topics.command,
+            cmd_ack=sheet.topics.command_ack,
+        ),
+        metrics=[MetricPublic.model_validate(m, from_attributes=True) for m in sheet.metrics],
+        effective_report_interval_s=sheet.report_interval_s,
+        sample_payload=sheet.sample_payload,
+        mosquitto_pub=sheet.mosquitto_pub,
+    )
 
 
 @router.post("/import", responses=error_responses(*_ADMIN, InvalidRequest))
@@ -202,8 +261,10 @@ def read_device(conn: ConnDep, principal: PrincipalDep, device_id: str) -> Devic
 
 @router.patch("/{device_id}", responses=error_responses(*_ADMIN, NotFound, Conflict, InvalidRequest))
 def patch_device(conn: ConnDep, principal: AdminDep, device_id: str, body: DeviceUpdate) -> DevicePublic:
-    """Rename, move (within the admin's scope, else 403) or change the report interval."""
-    changes: dict[str, object] = {"name": body.name, "province": body.province}
+    """Rename, move (within the admin's scope, else 403; the province by any of its names, as in create) or change
+    the report interval."""
+    province = None if body.province is None else resolve_province_code(load_provinces(), body.province)
+    changes: dict[str, object] = {"name": body.name, "province": province}
     if "report_interval_s" in body.model_fields_set:
         changes["report_interval_s"] = body.report_interval_s
     device = update_device(

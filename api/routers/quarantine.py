@@ -1,9 +1,14 @@
 """Quarantine (admin): list bad messages with filters, inspect one with its raw bytes, purge; the counts of
-messages suppressed beyond a device's rate limit. Everything within the admin's provinces and sectors."""
+messages suppressed beyond a device's rate limit. Everything within the admin's provinces and sectors.
+
+A message stored in part (some readings refused) is an entry too: `readings_stored` > 0 and `refused_readings`
+says which readings were refused and why. Lists leave out the refused values (a bus tracker's position is a
+location); the one-entry read, like the raw bytes it shows, has them."""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 from datetime import datetime
 from typing import Annotated
 
@@ -14,8 +19,9 @@ from api.auth import AdminDep
 from api.errors import error_responses
 from api.state import ConnDep
 from core.errors import NotFound
-from devices.audit import record_audit
+from devices.audit import LOCATION_METRICS, record_audit, record_location_read
 from store.quarantine import (
+    REFUSED_READINGS_KEEP,
     QuarantineEntry,
     QuarantineFilter,
     get_quarantined,
@@ -27,6 +33,18 @@ from store.quarantine import (
 router = APIRouter(prefix="/quarantine", tags=["quarantine"])
 
 PREVIEW_CHARS = 2000
+_KEPT = f"the refused readings, each with its reason (the first {REFUSED_READINGS_KEEP})"
+
+
+class RefusedReadingPublic(BaseModel):
+    metric: str
+    ts: datetime
+    reason: str = Field(description="a stable code: unknown_metric, text_value, unit_mismatch, timestamp_in_future, …")
+    detail: str
+
+
+class RefusedReadingDetail(RefusedReadingPublic):
+    value: float | None = Field(description="the value sent; null for a text value")
 
 
 class QuarantinePublic(BaseModel):
@@ -36,12 +54,17 @@ class QuarantinePublic(BaseModel):
     device_id: str | None
     province: str | None
     sector: str | None
-    reason: str
+    reason: str = Field(description="why the message was refused, or why its first refused reading was")
     detail: str
     payload_size: int = Field(description="bytes the message had; at most the configured cap is kept")
+    partial: bool = Field(description="some readings were stored; only `refused_readings` were refused")
+    readings_stored: int
+    readings_refused: int = Field(description="readings refused one by one (0 when the message was refused whole)")
+    refused_readings: list[RefusedReadingPublic] = Field(description=_KEPT)
 
 
 class QuarantineDetail(QuarantinePublic):
+    refused_readings: list[RefusedReadingDetail] = Field(description=_KEPT)  # type: ignore[assignment]
     payload_base64: str = Field(description="the kept raw bytes")
     payload_text: str | None = Field(description="the kept bytes as UTF-8 (cut), when they are text")
 
@@ -62,14 +85,20 @@ class PurgeResult(BaseModel):
 
 class QuarantineQuery(BaseModel):
     device_id: str | None = None
-    reason: str | None = None
+    reason: str | None = Field(default=None, description="the entry's reason or that of any reading it refused")
     since: datetime | None = None
     until: datetime | None = None
+    partial: bool | None = Field(default=None, description="true: messages stored in part; false: refused whole")
 
 
 def _filter(admin: AdminDep, query: Annotated[QuarantineQuery, Query()]) -> QuarantineFilter:
     return QuarantineFilter(
-        scope=admin.scope, device_id=query.device_id, reason=query.reason, since=query.since, until=query.until
+        scope=admin.scope,
+        device_id=query.device_id,
+        reason=query.reason,
+        since=query.since,
+        until=query.until,
+        partial=query.partial,
     )
 
 
@@ -101,16 +130,39 @@ def read_suppressed(
 
 @router.get("/{entry_id}", responses=error_responses(NotFound))
 def read_entry(conn: ConnDep, admin: AdminDep, entry_id: Annotated[int, Path(ge=1, le=2**62)]) -> QuarantineDetail:
-    """One quarantined message with its kept raw bytes."""
+    """One quarantined message with its kept raw bytes and refused values (a bus tracker's position in them is a
+    location read: audited)."""
     entry = get_quarantined(conn, entry_id, scope=admin.scope)
     if entry is None or entry.payload is None:
         raise NotFound(f"no quarantined message {entry_id}")
+    # The raw bytes are not decoded here: a position metric's name in them (JSON or CBOR text) is enough to count.
+    shown = {r.metric for r in entry.refused_readings} | {m for m in LOCATION_METRICS if m.encode() in entry.payload}
+    if (
+        entry.device_id is not None
+        and entry.sector is not None
+        and record_location_read(
+            conn,
+            actor=admin.actor,
+            address=admin.address,
+            device_id=entry.device_id,
+            sector=entry.sector,
+            metrics=shown,
+            via="quarantine",
+            details={"entry": entry.id},
+        )
+    ):
+        conn.commit()
     try:
         text: str | None = entry.payload.decode("utf-8")[:PREVIEW_CHARS]
     except UnicodeDecodeError:
         text = None
-    return QuarantineDetail(
-        **_public(entry).model_dump(), payload_base64=base64.b64encode(entry.payload).decode(), payload_text=text
+    return QuarantineDetail.model_validate(
+        {
+            **_public(entry).model_dump(),
+            "refused_readings": [dataclasses.asdict(r) for r in entry.refused_readings],
+            "payload_base64": base64.b64encode(entry.payload).decode(),
+            "payload_text": text,
+        }
     )
 
 
@@ -129,6 +181,7 @@ def purge(conn: ConnDep, admin: AdminDep, flt: FilterDep) -> PurgeResult:
             "reason": flt.reason,
             "since": flt.since,
             "until": flt.until,
+            "partial": flt.partial,
         },
         address=admin.address,
     )

@@ -25,14 +25,50 @@ def _version() -> str:
         return "unknown"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from ioc.cli import analytics, bench, center, dashboards, devices, keys, maintenance, quarantine, simulate, users
+# What `ioc` exits with: shown by `ioc --help` and README ("Command line"); `main` makes it so.
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_REFUSED = 2
+EXIT_INTERRUPTED = 130
+EXIT_CODES_HELP = f"""exit codes:
+  {EXIT_OK}    done
+  {EXIT_FAILED}    the command ran but part of the work failed (rows of an import, a check), or an unexpected
+       error (a bug: the traceback is printed)
+  {EXIT_REFUSED}    nothing was done: a usage error (bad or missing option) or an error ioc explains on stderr
+       (an unknown name, with the closest valid ones; a refused value; a service that cannot be reached)
+  {EXIT_INTERRUPTED}  interrupted (Ctrl-C, SIGTERM)
 
-    parser = argparse.ArgumentParser(prog="ioc", description="IoT telemetry ingestion and monitoring center")
+shell completion: source <(ioc completion bash)"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ioc.cli import (
+        alarms,
+        analytics,
+        bench,
+        catalog,
+        center,
+        completion,
+        dashboards,
+        devices,
+        keys,
+        maintenance,
+        quarantine,
+        simulate,
+        users,
+    )
+
+    parser = argparse.ArgumentParser(
+        prog="ioc",
+        description="IoT telemetry ingestion and monitoring center",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"ioc {_version()}")
     parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING (default: IOC_LOG_LEVEL or INFO)")
     sub = parser.add_subparsers(dest="command", required=True)
-    for group in (center, devices, users, keys, quarantine, simulate, analytics, maintenance, dashboards, bench):
+    groups = (center, devices, catalog, alarms, users, keys, quarantine, simulate, analytics, maintenance, dashboards)
+    for group in (*groups, bench, completion):
         group.add_parsers(sub)
     return parser
 
@@ -55,6 +91,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except IocError as exc:
         print(f"ioc: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_REFUSED
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED

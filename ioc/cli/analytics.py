@@ -28,7 +28,7 @@ def add_parsers(subparsers: argparse._SubParsersAction[argparse.ArgumentParser])
         "columns, a joint detector of all of them (--mode joint, the default). anomaly_score is the row's largest "
         "score; is_anomaly is 1 while any detector holds the row anomalous.",
     )
-    detect.add_argument("input", type=Path, metavar="INPUT.csv")
+    detect.add_argument("input", type=Path, metavar="INPUT.csv", help="the CSV to score")
     detect.add_argument("--time-column", required=True, help="name of the timestamp column")
     detect.add_argument("--out", required=True, type=Path, help="output CSV: timestamp,anomaly_score,is_anomaly")
     detect.add_argument("--sep", default=",", help="field separator of the input (default ,)")

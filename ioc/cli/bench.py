@@ -28,6 +28,29 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     ingest.add_argument("--drain-timeout", type=float, default=120.0, help="give up waiting for commits after this")
     ingest.set_defaults(func=cmd_ingest_bench)
 
+    scaleout = bench_sub.add_parser(
+        "scaleout",
+        help="ingest workers on a 3-node NATS JetStream cluster; the stream's leader node is killed mid-run",
+    )
+    scaleout.add_argument("--seconds", type=float, default=30.0, help="how long the fleet publishes")
+    scaleout.add_argument("--devices", type=int, default=50, help="devices, one MQTT connection each")
+    scaleout.add_argument("--rate", type=float, default=20.0, help="messages/s per device")
+    scaleout.add_argument("--workers", type=int, default=2, help="ingest worker processes")
+    scaleout.add_argument("--kill-after", type=float, default=10.0, help="seconds until the leader node is killed")
+    scaleout.add_argument("--json", dest="json_path", type=Path, default=None, help="write the result here")
+    scaleout.set_defaults(func=cmd_scaleout_bench)
+
+    national = bench_sub.add_parser(
+        "national", help="national load from our measured figures: 34 provinces x devices x rate (no services)"
+    )
+    national.add_argument("--provinces", type=int, default=34, help="provinces feeding the national center")
+    national.add_argument("--devices-per-province", type=int, default=20_000, help="devices in each province")
+    national.add_argument("--interval-s", type=float, default=60.0, help="seconds between a device's messages")
+    national.add_argument("--readings-per-message", type=float, default=5.0, help="readings (metrics) in one message")
+    national.add_argument("--measured", type=Path, action="append", default=[], help="bench JSON results to use")
+    national.add_argument("--json", dest="json_path", type=Path, default=None, help="write the result here")
+    national.set_defaults(func=cmd_national_bench)
+
     detection = bench_sub.add_parser(
         "detection",
         help="a simulated fleet with injected faults through a private center, scored per fault kind",
@@ -38,7 +61,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "latency (arrival → alarm). --in-process runs the same fleet, faults and scoring without broker or "
         "database (seconds instead of minutes; for developing detectors).",
     )
-    detection.add_argument("--devices", type=int, default=60)
+    detection.add_argument("--devices", type=int, default=60, help="simulated devices (default 60)")
     detection.add_argument("--hours", type=float, default=24.0, help="simulated hours scored (after the warm-up)")
     detection.add_argument(
         "--warmup-hours", type=float, default=24.0, help="fault-free simulated hours first (the detectors learn)"
@@ -52,7 +75,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         default=None,
         help="fault spec as for `ioc simulate --faults`; default: faults that match the field; 'none': no faults",
     )
-    detection.add_argument("--seed", type=int, default=1)
+    detection.add_argument("--seed", type=int, default=1, help="seed of the fleet and its faults (default 1)")
     detection.add_argument(
         "--in-process", action="store_true", help="no broker, database or ingest: firmware straight into the scorer"
     )
@@ -65,10 +88,10 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     detection.add_argument("--keep", action="store_true", help="keep the runtime folder (database, broker log, labels)")
     policy = detection.add_argument_group("detector alarm policy (default: the IOC_DETECTOR_ALARM_* settings)")
     policy.add_argument("--every-anomaly", action="store_true", help="every detector anomaly raises (no policy)")
-    policy.add_argument("--learn-points", type=int, default=None)
-    policy.add_argument("--high-score", type=float, default=None)
+    policy.add_argument("--learn-points", type=int, default=None, help="a series' first points raise no alarm")
+    policy.add_argument("--high-score", type=float, default=None, help="a score this high raises at once")
     policy.add_argument("--persist", default=None, metavar="K/M", help="K anomalous points within the last M")
-    policy.add_argument("--device-gap-s", type=float, default=None)
+    policy.add_argument("--device-gap-s", type=float, default=None, help="reading time between a device's alarms")
     detection.add_argument(
         "--job-clock",
         choices=("simulation", "wall"),
@@ -125,6 +148,16 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     fleet.add_argument("--workers", type=int, default=2, help="ingest worker processes")
     fleet.add_argument("--json", type=Path, default=None, help="write the result here")
     fleet.set_defaults(func=cmd_fleet_bench)
+
+    storage = bench_sub.add_parser(
+        "storage", help="bytes per device-year of raw readings and of the one-minute and one-hour rollups"
+    )
+    storage.add_argument("--devices", type=int, default=200, help="devices (default 200)")
+    storage.add_argument("--metrics", type=int, default=3, help="metrics per device (default 3)")
+    storage.add_argument("--days", type=float, default=7.0, help="days of history to write (default 7)")
+    storage.add_argument("--interval", type=int, default=60, help="seconds between a series' readings (default 60)")
+    storage.add_argument("--json", type=Path, default=None, help="write the result here")
+    storage.set_defaults(func=cmd_storage_bench)
 
 
 def _e2e_policy(args: argparse.Namespace, settings: Settings) -> DetectorAlarmPolicy:
@@ -265,6 +298,34 @@ def cmd_ingest_bench(args: argparse.Namespace) -> int:
     return 0 if result["lost"] == 0 and result["duplicates"] == 0 else 1
 
 
+def cmd_scaleout_bench(args: argparse.Namespace) -> int:
+    from bench.scaleout import ScaleoutBenchConfig, run_scaleout_bench
+
+    config = ScaleoutBenchConfig(
+        seconds=args.seconds,
+        devices=args.devices,
+        rate_per_device=args.rate,
+        workers=args.workers,
+        kill_after_s=args.kill_after,
+    )
+    result = run_scaleout_bench(config, settings=Settings())
+    _write_json(result, args.json_path)
+    return 0 if result["lost"] == 0 and result["duplicate_rows_stored"] == 0 else 1
+
+
+def cmd_national_bench(args: argparse.Namespace) -> int:
+    from bench.national import NationalLoad, simulate_national_load
+
+    load = NationalLoad(
+        provinces=args.provinces,
+        devices_per_province=args.devices_per_province,
+        interval_s=args.interval_s,
+        readings_per_message=args.readings_per_message,
+    )
+    _write_json(simulate_national_load(load, measured=args.measured), args.json_path)
+    return 0
+
+
 def _write_json(result: object, path: Path | None) -> None:
     text = json.dumps(result, indent=2)
     print(text)
@@ -318,4 +379,16 @@ def cmd_api_bench(args: argparse.Namespace) -> int:
         export_rows=args.export_rows,
     )
     _write_json(run_api_bench(config, runtime_dir=Settings().runtime_dir), args.json)
+    return 0
+
+
+def cmd_storage_bench(args: argparse.Namespace) -> int:
+    from bench.storage import StorageBenchConfig, run_storage_bench
+
+    config = StorageBenchConfig(devices=args.devices, metrics=args.metrics, days=args.days, interval_s=args.interval)
+    try:
+        result = run_storage_bench(config, runtime_dir=Settings().runtime_dir)
+    except ValueError as exc:
+        raise SystemExit(f"ioc bench storage: {exc}") from exc
+    _write_json(result, args.json)
     return 0

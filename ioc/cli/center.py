@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import shutil
 import threading
 from pathlib import Path
 
 from core.settings import Settings
+
+_LOGGER = logging.getLogger(__name__)
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -28,6 +31,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     from ioc.cli import backup  # `ioc db backup|restore`
 
     backup.add_db_parsers(db_sub)
+    from ioc.cli import lifecycle  # `ioc db rollup|retention`
+
+    lifecycle.add_db_parsers(db_sub)
 
     ingest = sub.add_parser("ingest", help="run ingest workers against the configured broker and database")
     ingest.add_argument("--workers", type=int, default=None, help="worker processes (default: IOC_INGEST_WORKERS)")
@@ -133,6 +139,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         analytics_running,
         free_or,
         ingest_running,
+        lifecycle_running,
         monitor_running,
         reporting_running,
         serve_api,
@@ -149,6 +156,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             monitor_running(urls),
             analytics_running(settings, urls),
             reporting_running(settings, urls),
+            lifecycle_running(settings, urls),
         ):
             serve_api(
                 settings,
@@ -172,7 +180,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from devices.schema import migrate_database
     from embedded.services import center_services
     from firmware_sim.fleet import Fleet, FleetConfig
-    from ioc.center import analytics_running, demo_fleet, free_or, ingest_running, monitor_running, serve_api
+    from ioc.center import (
+        analytics_running,
+        demo_fleet,
+        free_or,
+        ingest_running,
+        lifecycle_running,
+        monitor_running,
+        serve_api,
+    )
     from protocol.broker_url import parse_broker_url
     from store.pool import connect
 
@@ -215,11 +231,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
             ]
         )
         sim = Fleet(FleetConfig(broker=sim_broker, devices=fleet, interval_s=args.interval, seed=args.seed))
+
+        def run_demo_fleet(stop: threading.Event) -> None:
+            failure = sim.run(stop).failure
+            if failure is not None:  # the center goes on; the screen would otherwise just stay empty
+                _LOGGER.error(
+                    "the demo fleet stopped: the broker at %s:%d gave %s (%d) %s",
+                    sim_broker.host,
+                    sim_broker.port,
+                    failure.kind,
+                    failure.count,
+                    failure.detail,
+                )
+
         with (
             ingest_running(settings, urls, workers=settings.ingest_workers),
             monitor_running(urls),
             analytics_running(settings, urls),
-            running_in_thread(sim.run, name="demo-fleet", join_timeout_s=10),
+            lifecycle_running(settings, urls),
+            running_in_thread(run_demo_fleet, name="demo-fleet", join_timeout_s=10),
         ):
             serve_api(settings, urls, host=settings.api_host, port=port, banner=banner)
     return 0

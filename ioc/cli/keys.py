@@ -33,7 +33,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     lst.set_defaults(func=cmd_list)
 
     revoke = ksub.add_parser("revoke", help="revoke a key; its next request is refused")
-    revoke.add_argument("name")
+    revoke.add_argument("name", help="the key's name (ioc keys list)")
     revoke.set_defaults(func=cmd_revoke)
 
 

@@ -17,12 +17,14 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     group = sub.add_parser("maintenance", help="maintenance windows: no alarms for what they cover while they last")
     msub = group.add_subparsers(dest="maintenance_command", required=True)
 
-    add = msub.add_parser("add", help="plan a window (from now unless --start)")
+    add = msub.add_parser("create", aliases=["add"], help="plan a window (from now unless --start)")
     target = add.add_mutually_exclusive_group(required=False)
     target.add_argument("--device", default=None, help="one device")
     target.add_argument("--site", default=None, help="the devices of one site (location.site; needs --province)")
     add.add_argument("--province", default=None, help="a province (with or without --sector)")
-    add.add_argument("--sector", default=None, choices=("agriculture", "energy", "transport", "health"))
+    add.add_argument(
+        "--sector", default=None, choices=("agriculture", "energy", "transport", "health"), help="one sector"
+    )
     add.add_argument("--start", default=None, help="ISO 8601 with a time zone (default: now)")
     span = add.add_mutually_exclusive_group(required=True)
     span.add_argument("--end", default=None, help="ISO 8601 with a time zone")
@@ -36,7 +38,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     lst.set_defaults(func=cmd_list)
 
     cancel = msub.add_parser("cancel", help="end a window now (or call off one not yet begun)")
-    cancel.add_argument("id", type=int)
+    cancel.add_argument("id", type=int, help="the window's number (ioc maintenance list)")
     cancel.set_defaults(func=cmd_cancel)
 
 

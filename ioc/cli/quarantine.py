@@ -33,7 +33,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     lst.set_defaults(func=cmd_list)
 
     show = qsub.add_parser("show", help="one message with its kept raw bytes")
-    show.add_argument("id", type=int)
+    show.add_argument("id", type=int, help="the message's number (ioc quarantine list)")
     show.set_defaults(func=cmd_show)
 
     purge = qsub.add_parser("purge", help="delete the messages the filters select")

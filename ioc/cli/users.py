@@ -33,7 +33,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     create = usub.add_parser(
         "create", help="create a user (the first admin: ioc users create NAME --role admin)", allow_abbrev=False
     )
-    create.add_argument("username")
+    create.add_argument("username", help="the login name")
     create.add_argument("--role", choices=ROLES, default="viewer", help="default viewer")
     create.add_argument("--display-name", default="", help="the name people see, e.g. 'Nguyễn Văn An'")
     create.add_argument("--provinces", default=None, help="comma-separated province codes (default: all)")
@@ -45,23 +45,23 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     lst.set_defaults(func=cmd_list)
 
     update = usub.add_parser("update", help="change role, scope or display name (ends the user's sessions)")
-    update.add_argument("username")
-    update.add_argument("--role", choices=ROLES, default=None)
-    update.add_argument("--display-name", default=None)
+    update.add_argument("username", help="the login name")
+    update.add_argument("--role", choices=ROLES, default=None, help="the new role")
+    update.add_argument("--display-name", default=None, help="the new name people see")
     update.add_argument("--provinces", default=None, help="comma-separated province codes, or 'all'")
     update.add_argument("--sectors", default=None, help="comma-separated sectors, or 'all'")
     update.set_defaults(func=cmd_update)
 
     disable = usub.add_parser("disable", help="refuse the user's logins and end their sessions at once")
-    disable.add_argument("username")
+    disable.add_argument("username", help="the login name")
     disable.set_defaults(func=cmd_disable)
 
     enable = usub.add_parser("enable", help="let a disabled user log in again")
-    enable.add_argument("username")
+    enable.add_argument("username", help="the login name")
     enable.set_defaults(func=cmd_enable)
 
     reset = usub.add_parser("reset-password", help="set a new password (ends the user's sessions)", allow_abbrev=False)
-    reset.add_argument("username")
+    reset.add_argument("username", help="the login name")
     _add_password_source(reset)
     reset.set_defaults(func=cmd_reset_password)
 

@@ -51,9 +51,9 @@ def test_registry_changes_over_http(
         dup = client.post("/devices", json=body, headers=admin)
         assert dup.status_code == 409
         assert "already exists" in dup.json()["detail"]
-        bad_province = client.post("/devices", json={**body, "device_id": "x1", "province": "sai-gon"}, headers=admin)
+        bad_province = client.post("/devices", json={**body, "device_id": "x1", "province": "atlantis"}, headers=admin)
         assert bad_province.status_code == 422
-        assert "unknown province 'sai-gon'" in bad_province.json()["detail"]
+        assert "unknown province 'atlantis'" in bad_province.json()["detail"]
         bad_type = client.post("/devices", json={**body, "device_id": "x2", "type_code": "toaster"}, headers=admin)
         assert bad_type.status_code == 422
         assert "unknown device type" in bad_type.json()["detail"]

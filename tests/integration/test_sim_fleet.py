@@ -266,3 +266,43 @@ def test_published_equals_stored_plus_quarantined_for_500_devices(
     assert messages_stored == stats.expected_stored_messages
     assert quarantined == stats.expected_quarantined
     assert _count(database, "SELECT count(*) FROM readings") == stats.expected_rows
+
+
+def test_fault_labels_are_in_the_file_while_the_run_is_still_going(broker: EmbeddedMosquitto, tmp_path: Path) -> None:
+    devices = build_devices(10, prefix="live-labels")
+    faults = FaultSpec(
+        probabilities={"spike": 0.05, "stuck": 0.05, "dropout": 0.02, "malformed": 0.02},
+        samples=dict.fromkeys(WINDOW_FAULTS, (20, 30)),
+    )
+    config = FleetConfig(broker=parse_broker_url(broker.url), devices=devices, seed=4, interval_s=0.1, faults=faults)
+    labels_path = tmp_path / "labels.jsonl"
+    result: list[FleetResult] = []
+    stop = threading.Event()
+    fleet = threading.Thread(
+        target=lambda: result.append(run_fleet(config, duration_s=60, labels_path=labels_path, stop=stop)), daemon=True
+    )
+    fleet.start()
+    try:
+        wait_for(lambda: labels_path.exists() and labels_path.stat().st_size > 0, what="a first label line")
+        # Read by another reader while the fleet runs: whole lines, each a label with the final record's fields.
+        time.sleep(2.0)
+        assert fleet.is_alive()
+        live = read_labels(labels_path)
+        lines = labels_path.read_text(encoding="utf-8").splitlines()
+        assert live and len(lines) == len(live)
+        assert {lb.kind for lb in live} <= set(faults.probabilities)
+        # Long windows are written as they start, long before they end: their planned end lies ahead.
+        started_windows = [lb for lb in live if lb.kind in ("stuck", "dropout")]
+        assert started_windows
+        assert all(
+            int(str(lb.params["samples"])) >= 20 and lb.end_ms >= lb.start_ms + 19 * 100 for lb in started_windows
+        )
+    finally:
+        stop.set()
+        fleet.join(timeout=60)
+    assert not fleet.is_alive()
+    final = read_labels(labels_path)
+    # The run's end replaces the live lines by the exact labels: the same faults, every one that had started.
+    assert [lb.to_json() for lb in final] == [lb.to_json() for lb in result[0].labels]
+    identity = {(lb.device_id, lb.metric, lb.kind, lb.start_ms) for lb in final}
+    assert {(lb.device_id, lb.metric, lb.kind, lb.start_ms) for lb in live} <= identity

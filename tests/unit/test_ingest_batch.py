@@ -161,7 +161,57 @@ def test_prepare_turns_good_messages_into_rows_and_bad_ones_into_quarantine_entr
         (TOPIC, DEVICE, "invalid_json", bad_json),
         (TOPIC, DEVICE, "unknown_metric", unknown_metric),
     ]
-    assert bad[1].detail == "'heart_rate' is not a metric of vaccine_fridge"
+    assert bad[1].detail == (
+        "metric 'heart_rate' is not a metric of vaccine_fridge "
+        "(its metrics: temperature, door_open, compressor_on, mains_on, battery_v)"
+    )
+    assert [(q.readings_stored, [r.metric for r in q.refused_readings]) for q in bad] == [(0, []), (0, ["heart_rate"])]
+
+
+def test_prepare_stores_the_good_readings_of_a_mixed_message_and_quarantines_only_its_bad_ones(
+    worker: IngestWorker,
+) -> None:
+    before = worker._prepare([inbound(payload=now_payload({"temperature": 4.0}))])[0]
+    mixed = now_payload({"temperature": 4.5, "temprature": 4.6, "battery_v": 3.9, "door_open": 0.0}, seq=2)
+    after = now_payload({"temperature": 4.7}, seq=3)
+    rows, bad = worker._prepare([inbound(payload=mixed, mid=2), inbound(payload=after, mid=3)])
+    assert [(row[2], row[3]) for row in rows] == [
+        ("temperature", 4.5),
+        ("battery_v", 3.9),
+        ("door_open", 0.0),
+        ("temperature", 4.7),
+    ]
+    assert len(bad) == 1
+    entry = bad[0]
+    ts = before[0][0].replace(microsecond=0)
+    assert (entry.topic, entry.device_id, entry.payload, entry.province, entry.sector) == (
+        TOPIC,
+        DEVICE,
+        mixed,
+        "quang-tri",
+        "health",
+    )
+    assert (entry.reason, entry.readings_stored) == ("unknown_metric", 3)
+    assert entry.detail == (
+        "1 of 4 readings refused, 3 stored: "
+        "metric 'temprature' is not a metric of vaccine_fridge (did you mean 'temperature'?)"
+    )
+    assert [(r.metric, r.value, r.reason) for r in entry.refused_readings] == [("temprature", 4.6, "unknown_metric")]
+    assert abs((entry.refused_readings[0].ts - ts).total_seconds()) < 5
+
+
+def test_prepare_judges_a_retried_batch_afresh(worker: IngestWorker) -> None:
+    # After a database outage the same items are prepared again: an entry from the first try does not linger.
+    item = inbound(payload=now_payload({"temperature": 4.0, "heart_rate": 60.0}))
+    first = worker._prepare([item])[1]
+    second = worker._prepare([item])[1]
+    assert first == second
+    assert item.quarantined is second[0]
+    assert second[0].readings_stored == 1
+    good = inbound(payload=now_payload({"temperature": 4.0}))
+    good.quarantined = first[0]  # as a first try that refused it would have left it
+    assert worker._prepare([good])[1] == []
+    assert good.quarantined is None
 
 
 def test_prepare_quarantines_a_device_not_in_the_registry_as_unknown_device(worker: IngestWorker) -> None:

@@ -11,7 +11,7 @@ from core.errors import ValidationError
 from devices.catalog import load_catalog
 from devices.registry import DeviceRecord
 from ingest.quarantine_limit import QuarantineLimiter
-from ingest.validate import to_rows
+from ingest.validate import ReadingSplitter
 from protocol.telemetry import decode_telemetry, encode_json
 from protocol.topics import parse_topic, telemetry_topic
 
@@ -52,8 +52,10 @@ def test_revoked_or_decommissioned_devices_are_refused_even_if_the_broker_let_th
     telemetry = decode_telemetry(encode_json({"temperature": 4.0}, seq=1, ts=NOW), content_type=None)
     device_type = load_catalog().get("vaccine_fridge")
     assert device_type is not None
-    args = {"address": parse_topic(topic), "telemetry": telemetry, "device_type": device_type, "now": NOW}
-    assert len(to_rows(device=FRIDGE, max_future=timedelta(minutes=5), **args)) == 1  # type: ignore[arg-type]
+    splitter = ReadingSplitter(now=NOW, max_future=timedelta(minutes=5), rows=[], refused=[])
+    args = {"address": parse_topic(topic), "telemetry": telemetry, "device_type": device_type}
+    assert splitter.split(device=FRIDGE, **args) == 1  # type: ignore[arg-type]
     with pytest.raises(ValidationError) as refused:
-        to_rows(device=dataclasses.replace(FRIDGE, **change), max_future=timedelta(minutes=5), **args)  # type: ignore[arg-type]
+        splitter.split(device=dataclasses.replace(FRIDGE, **change), **args)  # type: ignore[arg-type]
     assert refused.value.reason == reason
+    assert (len(splitter.rows), splitter.refused) == (1, [])  # a refused device's message adds nothing
