@@ -291,7 +291,13 @@ def _evaluate(
     fleet's fault-free twin raises too counted apart."""
     from analytics.e2e import NOT_SCORED_KINDS, load_detections, load_points, read_labels, score_points
     from analytics.runner import job_config
-    from bench.detection_replay import TWIN_TOLERANCE_S, ReplayRun, legitimate_alarms, twin_rule_alarms
+    from bench.detection_replay import (
+        TWIN_TOLERANCE_S,
+        ReplayRun,
+        incident_details,
+        legitimate_alarms,
+        twin_rule_alarms,
+    )
 
     labels = [lb for lb in read_labels(labels_path) if lb.kind not in NOT_SCORED_KINDS]
     end = max([lb.end + run.tolerance_s for lb in labels] + [time.time()])
@@ -322,6 +328,13 @@ def _evaluate(
         intervals_s=intervals,
         incident_of={d.alarm_id: d.incident_id for d in detections if d.incident_id is not None},
         legitimate=legitimate,
+    )
+    onsets = {
+        int(alarm_id): str(onset or "")
+        for alarm_id, onset in conn.execute("SELECT id, details->>'onset' FROM alarms WHERE source = 'detector'")
+    }
+    report["details"] = incident_details(
+        labels, detections, tolerance_s=run.tolerance_s, legitimate=legitimate, onsets=onsets, intervals_s=intervals
     )
     flagged, readings = load_points(conn, start=measured_from, end=end)
     report["points"] = score_points(labels, flagged=flagged, readings=readings)
@@ -388,4 +401,14 @@ def render_report(report: dict[str, object]) -> Group:
         f"alarms by source {run.get('alarms_by_source')}, detector alarms per 100 device-days "
         f"{num(run.get('detector_alarms_per_100_device_days'), '{:.1f}')}, wall {run.get('wall_s')} s",
     ]
+    details = report.get("details")
+    if isinstance(details, dict):
+        false_by_onset: dict[str, int] = {}
+        for alarm in details.get("false", []):
+            key = f"{alarm['source']}:{alarm['onset'] or alarm['cause']}"
+            false_by_onset[key] = false_by_onset.get(key, 0) + 1
+        lines.append(
+            f"details (JSON 'details'): {len(details.get('missed', []))} labels missed, false alarms by onset "
+            f"{dict(sorted(false_by_onset.items()))}"
+        )
     return Group(*lines)

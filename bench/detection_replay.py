@@ -13,11 +13,19 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final
 
-from analytics.e2e import DEFAULT_TOLERANCE_S, NOT_SCORED_KINDS, Detection, FaultLabel, score_detections, score_points
+from analytics.e2e import (
+    DEFAULT_TOLERANCE_S,
+    NOT_SCORED_KINDS,
+    Detection,
+    FaultLabel,
+    _matches,  # the scoring's own label-to-alarm match, so the details agree with the figures
+    score_detections,
+    score_points,
+)
 from analytics.scoring import AlarmOp, DeviceInfo, JobConfig, StreamScorer
 from bench.field_faults import field_fault_spec
 from devices.catalog import Catalog, load_catalog
@@ -240,6 +248,51 @@ def legitimate_alarms(
     return found
 
 
+def incident_details(
+    labels: Sequence[FaultLabel],
+    detections: Sequence[Detection],
+    *,
+    tolerance_s: float,
+    legitimate: Collection[int],
+    onsets: Mapping[int, str],
+    intervals_s: Mapping[str, float],
+) -> dict[str, list[dict[str, object]]]:
+    """What to look at when a kind falls short: the labels no alarm detected (with their length in report
+    intervals) and the alarms that detected no label and that the fault-free twin does not explain (with the onset
+    the state gave, from `onsets`: alarm id → onset). Matching is the scoring's own (`analytics.e2e`)."""
+    matched: set[int] = set()
+    missed: list[dict[str, object]] = []
+    for label in labels:
+        hits = [d.alarm_id for d in detections if _matches(label, d, tolerance_s)]
+        matched.update(hits)
+        if not hits:
+            interval = intervals_s.get(label.device_id)
+            missed.append(
+                {
+                    "device_id": label.device_id,
+                    "metric": label.metric,
+                    "kind": label.kind,
+                    "start": label.start,
+                    "end": label.end,
+                    "intervals": None if not interval else round((label.end - label.start) / interval + 1, 1),
+                }
+            )
+    false: list[dict[str, object]] = [
+        {
+            "alarm_id": d.alarm_id,
+            "device_id": d.device_id,
+            "metric": d.metric,
+            "source": d.source,
+            "cause": d.cause,
+            "onset": onsets.get(d.alarm_id, ""),
+            "trigger_ts": d.trigger_ts,
+        }
+        for d in detections
+        if d.alarm_id not in matched and d.alarm_id not in legitimate
+    ]
+    return {"missed": missed, "false": false}
+
+
 def run_replay(
     run: ReplayRun, *, config: JobConfig, catalog: Catalog | None = None, book: AlarmBook | None = None
 ) -> dict[str, object]:
@@ -300,6 +353,14 @@ def _report(
         intervals_s=intervals,
         incident_of={a.id: a.incident for a in book.alarms},
         legitimate=legitimate,
+    )
+    report["details"] = incident_details(
+        labels,
+        detections,
+        tolerance_s=run.tolerance_s,
+        legitimate=legitimate,
+        onsets={a.id: a.detail for a in book.alarms},
+        intervals_s=intervals,
     )
     readings = [(r[0], r[1], r[2]) for _, r in fleet.arrivals if r[2] >= measured_from]
     report["points"] = score_points(labels, flagged={p for p in flagged if p[2] >= measured_from}, readings=readings)

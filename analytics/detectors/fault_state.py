@@ -10,10 +10,12 @@ switching on and off, a bus stopping) needs a larger departure than a smooth one
   lasts until the steps are calm again;
 - `out_of_range`: a value well outside the range seen while normal (a drift that has built up, a shift
   hidden in a smooth trend). It lasts while the value stays outside;
-- `stuck`: identical readings in a row, longer than this series has ever repeated that value, or (for a value
-  it has not rested on) improbably long given how often it repeats itself. It lasts while the run does. A
-  repeat while the whole device rests (the caller says so: a parked bus freezes every metric at once, a stuck
-  sensor freezes alone) is a rest, never `stuck`;
+- `stuck`: identical readings in a row on a value the series has not rested on for long, improbably long given
+  how often it repeats itself (and, for a series that rests for long, longer than its rests by a margin). It
+  lasts while the run does. A repeat while the whole device rests (the caller says so: a parked bus freezes
+  every metric at once, a stuck sensor freezes alone) is a rest, never `stuck`, and does not count toward a
+  later stuck run; a value a run once stayed on, even one flagged stuck (a humidity sensor's 98 % cap at
+  night), is a value the series rests on;
 - `new_state`: a third value in a series that has only ever taken two (a binary state gone wrong).
 While anomalous nothing is learnt (a fault does not become the normal); after `max_anomalous_points` the
 state ends and the series learns again (a change that lasts that long is the new normal).
@@ -76,6 +78,7 @@ _INTS: Final = (
     "falls",
     "since_exit",
     "run",
+    "run_rested",
     "repeats",
     "other_run_max",
     "recent",
@@ -104,6 +107,7 @@ class FaultState:
         self.s1 = self.s2 = self.s3 = 0.0  # the three step sizes before this one
         self.swing_max = 0.0  # the largest sum of four consecutive normal step sizes
         self.run = 0  # identical readings in a row beyond the first
+        self.run_rested = 0  # of those, the ones made while the whole device rested
         self.repeats = 0  # normal readings equal to the one before
         self.rests: dict[float, int] = {}  # value → longest normal run on it, for the values rested on longest
         self.other_run_max = 0  # longest normal run on any other value
@@ -135,10 +139,11 @@ class FaultState:
         if state.get("version") != STATE_VERSION:
             raise ValueError(f"unsupported fault state version: {state.get('version')!r}")
         found = cls(config)
+        # A field added since the state was saved starts afresh (its initial value), as in a new series.
         for name in _FLOATS:
-            setattr(found, name, float(state[name]))
+            setattr(found, name, float(state.get(name, getattr(found, name))))
         for name in _INTS:
-            setattr(found, name, int(state[name]))
+            setattr(found, name, int(state.get(name, getattr(found, name))))
         found.anomalous = bool(state["anomalous"])
         found.resting = bool(state.get("resting", False))
         found.onset = str(state["onset"])
@@ -160,6 +165,10 @@ class FaultState:
         if not repeated and self.run:
             self._end_run(prev)
         self.run = self.run + 1 if repeated else 0
+        if not repeated:
+            self.run_rested = 0
+        elif resting:
+            self.run_rested += 1
         self.prev_before, self.prev = prev, x
         binary = len(self.distinct) <= 2
         new_value = x not in self.distinct
@@ -200,7 +209,7 @@ class FaultState:
             return "volatile"
         if self._outside(x, cfg.range_margin):
             return "out_of_range"
-        if self.run and not self.resting and self._stuck(x):
+        if self.run > self.run_rested and not self.resting and self._stuck(x):
             return "stuck"
         return ""
 
@@ -223,21 +232,28 @@ class FaultState:
 
     def _stuck(self, x: float) -> bool:
         cfg = self.config
+        rested = self.rests.get(x)
+        if rested is not None and rested >= LONG_REST_RUN:
+            # A value the series has rested on for long (a solar panel's night-time 0) is a resting state: how long
+            # a rest lasts depends on how much of one the learning saw (a night begun at 2 am is a short night).
+            return False
+        run = self.run - self.run_rested  # repeats while the whole device rested are rests
         rest_max = max(self.rests.values(), default=0)
         if rest_max >= LONG_REST_RUN:
             # A series that rests for long (a parked bus, a pump between cycles) cannot tell a stuck sensor from a
             # rest until the run outlasts its longest rest by the margin.
-            return self.run > cfg.stuck_margin * rest_max
-        rested = self.rests.get(x)
-        if self.run <= max(self.other_run_max, rested or 0):
+            return run > cfg.stuck_margin * rest_max
+        if run <= max(self.other_run_max, rested or 0):
             return False
         # How often this series repeats itself while normal (Laplace-smoothed), to the power of the run.
         p = (self.repeats + 1) / (self.n + 2)
-        return self.run * math.log(p) < math.log(cfg.stuck_improbability)
+        return run * math.log(p) < math.log(cfg.stuck_improbability)
 
     def _end_run(self, value: float) -> None:
-        """A run of normal repeats of `value` ended: remember how long this series rests on its values."""
-        if self.anomalous:
+        """A run of repeats of `value` ended: remember how long this series rests on its values. A run flagged
+        `stuck` is remembered too: a series that stays on exactly the same value again another time is resting
+        there (at a saturation cap, a zero, a parking spot), not stuck."""
+        if self.anomalous and self.onset != "stuck":
             return
         run = self.run
         if value in self.rests:

@@ -27,6 +27,8 @@ from analytics.detectors.fault_state import FaultState, FaultStateConfig
 
 STATE_VERSION = 3  # 2 added the window-feature ranges, 3 the anomalous state; older states are upgraded
 SECONDS_PER_DAY = 86400.0
+# The score of a point that is not scored (learning, a missing value): `squash(-scale, scale)`, whatever the scale.
+FLOOR_SCORE = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,21 +164,22 @@ class UnivariateDetector:
         as a whole is at rest at this reading (see `FaultState.update`).
 
         A missing value (NaN) leaves the state untouched and scores as normal.
+
+        The live job calls this once per reading, so it is written for speed: locals, no helper calls per point.
         """
-        cfg = self.config
-        floor_score = squash(-cfg.squash_scale, cfg.squash_scale)
         if math.isnan(x):
-            return floor_score
+            return FLOOR_SCORE
+        cfg = self.config
         fault = self.fault
         was_anomalous = fault.anomalous
         fault.update(x, resting=resting)
         volatile_onset = fault.anomalous and not was_anomalous and fault.onset == "volatile"
-        self.n += 1
-        if self.n == 1:
+        n = self.n = self.n + 1
+        if n == 1:
             self.lo = self.hi = self.level = x
         window_excess = self._update_window_features(x)
-        if self.n == 1:
-            return floor_score
+        if n == 1:
+            return FLOOR_SCORE
 
         lo, hi = self.lo, self.hi
         span = hi - lo
@@ -190,82 +193,100 @@ class UnivariateDetector:
 
         # Residuals of both baselines, each scaled by its own running mean absolute error.
         floor = 1e-3 * (span if span > 0 else (abs(x) if x != 0 else 1.0))
-        residual = x - self.level
-        deviation = abs(residual) / (self.level_error + floor)
-        self.level += cfg.level_alpha * residual
+        level = self.level
+        residual = x - level
         level_error = self.level_error
-        self.level_error += cfg.error_alpha * (abs(residual) - level_error)
-        if cfg.season_bins:
-            phase = (t % cfg.season_period_s) / cfg.season_period_s
-            k = min(int(phase * cfg.season_bins), cfg.season_bins - 1)
-            expected = self.profile[k]
+        deviation = abs(residual) / (level_error + floor)
+        self.level = level + cfg.level_alpha * residual
+        error_alpha = cfg.error_alpha
+        self.level_error = level_error + error_alpha * (abs(residual) - level_error)
+        bins = cfg.season_bins
+        if bins:
+            period = cfg.season_period_s
+            k = min(int(((t % period) / period) * bins), bins - 1)
+            profile = self.profile
+            expected = profile[k]
             season_residual = x - (expected if expected is not None else self.level)
-            if self.season_error * cfg.season_margin < level_error:
-                deviation = abs(season_residual) / (self.season_error + floor)
-            self.season_error += cfg.error_alpha * (abs(season_residual) - self.season_error)
-            self.profile[k] = x if expected is None else expected + cfg.season_alpha * (x - expected)
+            season_error = self.season_error
+            if season_error * cfg.season_margin < level_error:
+                deviation = abs(season_residual) / (season_error + floor)
+            self.season_error = season_error + error_alpha * (abs(season_residual) - season_error)
+            profile[k] = x if expected is None else expected + cfg.season_alpha * (x - expected)
 
         # Likelihood: short average of raw surprise against its long-run distribution.
-        scale2 = cfg.surprise_scale * cfg.surprise_scale
-        raw = deviation * deviation / (deviation * deviation + scale2)
-        self.short += cfg.short_alpha * (raw - self.short)
-        delta = raw - self.long_mean
-        self.long_mean += cfg.long_alpha * delta
-        self.long_var = (1.0 - cfg.long_alpha) * (self.long_var + cfg.long_alpha * delta * delta)
-        evidence = (self.short - self.long_mean) / (math.sqrt(self.long_var) + cfg.likelihood_floor)
+        scale = cfg.surprise_scale
+        deviation2 = deviation * deviation
+        raw = deviation2 / (deviation2 + scale * scale)
+        short = self.short = self.short + cfg.short_alpha * (raw - self.short)
+        long_alpha = cfg.long_alpha
+        long_mean = self.long_mean
+        delta = raw - long_mean
+        long_mean = self.long_mean = long_mean + long_alpha * delta
+        long_var = self.long_var = (1.0 - long_alpha) * (self.long_var + long_alpha * delta * delta)
+        evidence = (short - long_mean) / (math.sqrt(long_var) + cfg.likelihood_floor)
         excess = max(excess, window_excess)
-        if excess > cfg.spatial_tolerance:
-            evidence = max(evidence, cfg.alert_evidence + cfg.spatial_gain * (excess - cfg.spatial_tolerance))
+        alert = cfg.alert_evidence
+        tolerance = cfg.spatial_tolerance
+        if excess > tolerance:
+            evidence = max(evidence, alert + cfg.spatial_gain * (excess - tolerance))
 
         if volatile_onset:
-            evidence = max(evidence, cfg.alert_evidence + cfg.onset_boost)
-        if self.n <= cfg.warmup_points:
-            return floor_score
+            evidence = max(evidence, alert + cfg.onset_boost)
+        if n <= cfg.warmup_points:
+            return FLOOR_SCORE
         if self.damping_left > 0:
             self.damping_left -= 1
             evidence *= cfg.damping_factor
-        elif evidence > cfg.alert_evidence:
+        elif evidence > alert:
             self.damping_left = cfg.damping_points
-        return squash(evidence, cfg.squash_scale)
+        return 0.5 + 0.5 * evidence / (abs(evidence) + cfg.squash_scale)  # `squash`, inlined
 
     def _update_window_features(self, x: float) -> float:
         """Learn the recent level and volatility; return how far either leaves its range seen so far.
 
         Ranges only learn during the first `warmup_points` of the features (so a restored version-1
-        state does not alert on them at once); the excess is a fraction of the range, as for the value.
+        state does not alert on them at once); the excess is how far the feature leaves its range as a fraction
+        of the range's width (1.0 if the range is a point), as for the value. Written out (no helper per range):
+        this runs once per reading.
         """
         cfg = self.config
-        self.feature_n += 1
-        if self.feature_n == 1:
+        feature_n = self.feature_n = self.feature_n + 1
+        if feature_n == 1:
             self.prev = self.window_level = x
             self.window_volatility = 0.0
             return 0.0
-        self.window_volatility += cfg.window_volatility_alpha * (abs(x - self.prev) - self.window_volatility)
-        self.prev = x
-        self.window_level += cfg.window_level_alpha * (x - self.window_level)
-        if self.feature_n == 2:
-            self.level_lo = self.level_hi = self.window_level
-            self.volatility_lo = self.volatility_hi = self.window_volatility
-            return 0.0
-        level_excess, self.level_lo, self.level_hi = _range_excess(self.window_level, self.level_lo, self.level_hi)
-        volatility_excess, self.volatility_lo, self.volatility_hi = _range_excess(
-            self.window_volatility, self.volatility_lo, self.volatility_hi
+        volatility = self.window_volatility
+        volatility = self.window_volatility = volatility + cfg.window_volatility_alpha * (
+            abs(x - self.prev) - volatility
         )
-        if self.feature_n <= cfg.warmup_points:
+        self.prev = x
+        level = self.window_level
+        level = self.window_level = level + cfg.window_level_alpha * (x - level)
+        if feature_n == 2:
+            self.level_lo = self.level_hi = level
+            self.volatility_lo = self.volatility_hi = volatility
             return 0.0
-        return max(level_excess, volatility_excess)
+        excess = 0.0
+        lo, hi = self.level_lo, self.level_hi
+        if level > hi:
+            excess = (level - hi) / (hi - lo) if hi > lo else 1.0
+            self.level_hi = level
+        elif level < lo:
+            excess = (lo - level) / (hi - lo) if hi > lo else 1.0
+            self.level_lo = level
+        lo, hi = self.volatility_lo, self.volatility_hi
+        volatility_excess = 0.0
+        if volatility > hi:
+            volatility_excess = (volatility - hi) / (hi - lo) if hi > lo else 1.0
+            self.volatility_hi = volatility
+        elif volatility < lo:
+            volatility_excess = (lo - volatility) / (hi - lo) if hi > lo else 1.0
+            self.volatility_lo = volatility
+        if feature_n <= cfg.warmup_points:
+            return 0.0
+        return max(excess, volatility_excess)
 
     def score_series(self, times: Iterable[float], values: Iterable[float]) -> list[float]:
         """Feed a whole series in order (continuing from the current state)."""
         update = self.update
         return [update(t, x) for t, x in zip(times, values, strict=True)]
-
-
-def _range_excess(value: float, lo: float, hi: float) -> tuple[float, float, float]:
-    """How far `value` leaves [lo, hi] as a fraction of its width (1.0 if the range is a point), and the new range."""
-    span = hi - lo
-    if value > hi:
-        return ((value - hi) / span if span > 0 else 1.0), lo, value
-    if value < lo:
-        return ((lo - value) / span if span > 0 else 1.0), value, hi
-    return 0.0, lo, hi
