@@ -36,6 +36,7 @@ manual_help() {
 [setup] This script installs packages automatically only on Debian, as root or with passwordless sudo.
 [setup] Install these by hand instead (names as on Debian/Ubuntu):
 [setup]   python3-venv, mosquitto, mosquitto-clients, mosquitto-dev, libmosquitto-dev, a C compiler,
+[setup]   nats-server, iproute2, socat (the distributed ingest path and its multi-host test),
 [setup]   postgresql-15 (or newer) with postgresql-contrib,
 [setup]   and TimescaleDB for that PostgreSQL (https://docs.timescale.com/self-hosted/latest/install/),
 [setup] then create the venv:  python3 -m venv .venv && .venv/bin/pip install -e '.[dev]'
@@ -114,6 +115,9 @@ install_pkgs packages mosquitto mosquitto-clients postgresql postgresql-contrib 
     cmake build-essential python3-venv dpkg-dev
 # Headers of the broker's ACL plugin (deploy/mosquitto/ioc_acl.c), which the embedded runtime builds on first use.
 install_pkgs acl-plugin mosquitto-dev libmosquitto-dev
+# The distributed ingest path and its multi-host test (tests/integration/test_multihost.py): NATS nodes, network
+# namespaces, and a relay from the test hosts' bridge to the test's database.
+install_pkgs multihost nats-server iproute2 socat
 
 # ---------------------------------------------------------------- 3. PostgreSQL headers
 if [[ -n "${IOC_PG_MAJOR:-}" ]]; then

@@ -8,6 +8,7 @@ import shutil
 import threading
 from pathlib import Path
 
+from core.errors import InvalidRequest
 from core.settings import Settings
 
 _LOGGER = logging.getLogger(__name__)
@@ -109,12 +110,24 @@ def cmd_broker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ingest_settings() -> Settings:
+    """Settings for a command that runs ingest; InvalidRequest for a source that cannot run as configured."""
+    settings = Settings()
+    if settings.ingest_source == "jetstream" and settings.mqtt_url is None:
+        # Devices publish to the NATS nodes' MQTT listeners; commands and alerts go out through one of them too.
+        raise InvalidRequest(
+            "IOC_INGEST_SOURCE=jetstream needs IOC_MQTT_URL: the MQTT listener of a NATS node (docs/scaling.md); "
+            "the embedded Mosquitto is for the single-machine path"
+        )
+    return settings
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     from devices.schema import migrate_database
     from embedded.services import center_services
     from ioc.center import ingest_running
 
-    settings = Settings()
+    settings = _ingest_settings()
     with center_services(settings) as urls:
         migrate_database(urls.database_url)
         with ingest_running(settings, urls, workers=args.workers or settings.ingest_workers):
@@ -146,7 +159,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     )
     from protocol.broker_url import parse_broker_url
 
-    settings = Settings()
+    settings = _ingest_settings()
     with center_services(settings) as urls:
         migrate_database(urls.database_url)
         port = free_or(settings.api_port)
