@@ -182,6 +182,13 @@ class Settings(BaseSettings):
     refresh_token_ttl_s: float = Field(
         default=43200.0, gt=0, description="a session's lifetime: refresh tokens renew access tokens until then"
     )
+    refresh_retry_grace_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="a spent refresh token presented again this soon, the session's only renewal in that time, is "
+        "an answer that never arrived (a page reloaded mid-renewal) and is renewed once more; otherwise it ends the "
+        "session as a stolen token",
+    )
     login_failure_window_s: float = Field(default=900.0, gt=0, description="failed logins are counted this long")
     login_failures_per_user: int = Field(default=5, ge=1, description="failed logins of one username in the window")
     login_failures_per_address: int = Field(

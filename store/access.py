@@ -313,6 +313,21 @@ def find_spent_refresh(conn: Conn, refresh_hash: str) -> tuple[int, str] | None:
     return None if row is None else (int(row[0]), str(row[1]))
 
 
+def find_lost_renewal(conn: Conn, refresh_hash: str, *, grace: timedelta) -> str | None:
+    """The current refresh hash of the live session that spent this refresh token less than `grace` ago, when no
+    other renewal of that session happened from `grace` before it until now (see api.access.sessions)."""
+    row = conn.execute(
+        "SELECT s.refresh_hash FROM spent_tokens t JOIN sessions s USING (session_id) "
+        "JOIN users u ON u.user_id = s.user_id "
+        "WHERE t.refresh_hash = %s AND t.spent_at > now() - %s::interval "
+        "AND s.revoked_at IS NULL AND s.refresh_expires_at > now() AND u.disabled_at IS NULL "
+        "AND NOT EXISTS (SELECT 1 FROM spent_tokens o WHERE o.session_id = t.session_id "
+        "AND o.refresh_hash <> t.refresh_hash AND o.spent_at >= t.spent_at - %s::interval)",
+        (refresh_hash, grace, grace),
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
 def revoke_session(conn: Conn, session_id: int) -> bool:
     """True when the session was live until now."""
     cur = conn.execute(

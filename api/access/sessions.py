@@ -50,6 +50,7 @@ class SessionPolicy:
     failure_window: timedelta
     failures_per_user: int
     failures_per_address: int
+    refresh_retry_grace: timedelta = timedelta(0)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SessionPolicy:
@@ -59,6 +60,7 @@ class SessionPolicy:
             failure_window=timedelta(seconds=settings.login_failure_window_s),
             failures_per_user=settings.login_failures_per_user,
             failures_per_address=settings.login_failures_per_address,
+            refresh_retry_grace=timedelta(seconds=settings.refresh_retry_grace_s),
         )
 
 
@@ -173,7 +175,13 @@ def log_in(conn: Conn, *, username: str, password: str, address: str | None, pol
 def refresh_session(conn: Conn, *, refresh_token: str, address: str | None, policy: SessionPolicy) -> IssuedTokens:
     """New tokens for the current refresh token of a live session; the old refresh (and access) token stop
     working. A refresh token presented a second time was copied: its session is revoked. The session still ends
-    when it was going to (`refresh_expires_at` of the login)."""
+    when it was going to (`refresh_expires_at` of the login).
+
+    One exception: the answer to a renewal can be lost (the page reloaded or the connection dropped while it was
+    in flight), and the client then holds only the token it spent. Presented again within `refresh_retry_grace`,
+    when that renewal is the session's only one in that time, it is renewed once more from the session's current
+    tokens, which the lost answer held and which stop working. A thief racing the owner gains at most that one
+    renewal: the owner's next renewal presents a spent token outside the rule and ends the session."""
     old_hash = digest(refresh_token)
     access, refresh = new_secret(ACCESS_PREFIX), new_secret(REFRESH_PREFIX)
     session = db.rotate_session(
@@ -183,6 +191,18 @@ def refresh_session(conn: Conn, *, refresh_token: str, address: str | None, poli
         new_refresh_hash=digest(refresh),
         access_lifetime=policy.access_lifetime,
     )
+    if session is None and policy.refresh_retry_grace > timedelta(0):
+        current = db.find_lost_renewal(conn, old_hash, grace=policy.refresh_retry_grace)
+        if current is not None:
+            session = db.rotate_session(
+                conn,
+                refresh_hash=current,
+                new_access_hash=digest(access),
+                new_refresh_hash=digest(refresh),
+                access_lifetime=policy.access_lifetime,
+            )
+            if session is not None:
+                _LOGGER.info("session %d renewed again: the answer to its last renewal was lost", session.session_id)
     if session is not None:
         conn.commit()
         return IssuedTokens(

@@ -73,11 +73,13 @@ def test_login_refresh_rotation_and_logout(database: ScratchDatabase, api: Calla
         assert client.get("/auth/me", headers=_bearer(rotated["access_token"])).status_code == 200
         assert "expired or revoked" in _detail(client.get("/auth/me", headers=_bearer(first["access_token"])), 401)
 
-        # the old refresh token again: stolen, so the whole session ends
+        # the owner renews again; then the first refresh token comes back: stolen, so the whole session ends
+        again = client.post("/auth/refresh", json={"refresh_token": rotated["refresh_token"]})
+        assert again.status_code == 200, again.text
         reused = client.post("/auth/refresh", json={"refresh_token": first["refresh_token"]})
         assert "used before" in _detail(reused, 401)
-        assert client.get("/auth/me", headers=_bearer(rotated["access_token"])).status_code == 401
-        assert client.post("/auth/refresh", json={"refresh_token": rotated["refresh_token"]}).status_code == 401
+        assert client.get("/auth/me", headers=_bearer(again.json()["access_token"])).status_code == 401
+        assert client.post("/auth/refresh", json={"refresh_token": again.json()["refresh_token"]}).status_code == 401
 
         # a new login, then logout: both of its tokens stop at once
         third = _login(client, "an.nguyen")
@@ -92,6 +94,40 @@ def test_login_refresh_rotation_and_logout(database: ScratchDatabase, api: Calla
         "SELECT array_agg(action ORDER BY id) FROM audit_log WHERE target = 'user:an.nguyen' AND actor <> 'test'"
     )
     assert actions == ["login.ok", "session.revoke", "login.ok", "logout"]
+
+
+def test_a_renewal_whose_answer_was_lost_is_renewed_once_more_and_a_second_copy_ends_the_session(
+    database: ScratchDatabase, api: Callable[[], ApiServer]
+) -> None:
+    _make_user(database, "lan.tran")
+    with api() as client:
+        first = _login(client, "lan.tran")
+        lost = client.post("/auth/refresh", json={"refresh_token": first["refresh_token"]}).json()
+        # the page reloaded before the answer arrived: it still holds the first pair
+        retried = client.post("/auth/refresh", json={"refresh_token": first["refresh_token"]})
+        assert retried.status_code == 200, retried.text
+        renewed = retried.json()
+        assert client.get("/auth/me", headers=_bearer(renewed["access_token"])).status_code == 200
+        assert client.get("/auth/me", headers=_bearer(lost["access_token"])).status_code == 401
+        # the lost pair turning up afterwards is a copy: the session ends
+        assert "used before" in _detail(
+            client.post("/auth/refresh", json={"refresh_token": lost["refresh_token"]}), 401
+        )
+        assert client.get("/auth/me", headers=_bearer(renewed["access_token"])).status_code == 401
+
+
+def test_without_a_grace_a_spent_refresh_token_always_ends_the_session(
+    database: ScratchDatabase, api: Callable[[], ApiServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("IOC_REFRESH_RETRY_GRACE_S", "0")
+    _make_user(database, "lan.tran")
+    with api() as client:
+        first = _login(client, "lan.tran")
+        rotated = client.post("/auth/refresh", json={"refresh_token": first["refresh_token"]}).json()
+        assert "used before" in _detail(
+            client.post("/auth/refresh", json={"refresh_token": first["refresh_token"]}), 401
+        )
+        assert client.get("/auth/me", headers=_bearer(rotated["access_token"])).status_code == 401
 
 
 def test_an_expired_access_token_is_refused_and_the_refresh_token_renews_it(

@@ -245,13 +245,17 @@ def world_fixture(
     with run_ingest():
         _publish_history(broker, fridges, lambda i: {"temperature": 9.5, "battery_v": 3.9}, now=now, minutes=12)
         wait_for(lambda: _count(database, "SELECT count(*) FROM readings") == 2 * 13 * 2, what="readings stored")
+    query = "SELECT device_id, id FROM alarms WHERE cause = 'threshold_above@8' AND status = 'active'"
     with open_pool(database.url, min_size=1, max_size=2, name="route-access-job") as pool:
         job = AnalyticsJob(JobConfig(), pool=pool, catalog=catalog, clock=now.timestamp)
-        job.tick()
+        # The job scores what is final (below the oldest open transaction): on a busy machine that may take more
+        # than one tick.
+        wait_for(
+            lambda: job.tick() is not None and _count(database, f"SELECT count(*) FROM ({query}) raised") == 2,
+            what="both alarms raised",
+        )
     with database.connect() as conn:
-        rows = conn.execute(
-            "SELECT device_id, id FROM alarms WHERE cause = 'threshold_above@8' AND status = 'active'"
-        ).fetchall()
+        rows = conn.execute(query).fetchall()
     alarm = {str(device_id): int(alarm_id) for device_id, alarm_id in rows}
     assert set(alarm) == set(fridges), rows
     all_scope = _headers(database, prefix="all", scope=EVERYTHING)
