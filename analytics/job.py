@@ -220,8 +220,9 @@ class AnalyticsJob:
             upper = min(high, self.watermark + self._span)
             rows = fetch_readings(conn, low_xid=self.watermark, high_xid=upper) if upper > self.watermark else []
             self._adapt_span(len(rows))
-            self._learn_devices(conn, rows)
-            self._load_states(conn, rows)
+            device_ids = {r[0] for r in rows}  # one pass over the batch for both
+            self._learn_devices(conn, device_ids)
+            self._load_states(conn, rows, device_ids)
             now = self._clock()
             self._refresh_maintenance(conn, now)
             fetched = time.perf_counter()
@@ -368,17 +369,17 @@ class AnalyticsJob:
         elif fetched < target // 2:
             self._span = min(XID_SPAN_MAX, self._span * 2)
 
-    def _learn_devices(self, conn: Conn, rows: Sequence[FetchedReading]) -> None:
-        unknown = {r[0] for r in rows} - self._devices.keys()
+    def _learn_devices(self, conn: Conn, device_ids: set[str]) -> None:
+        unknown = device_ids - self._devices.keys()
         if not unknown:
             return
         for device in fetch_devices(conn, unknown):
             self._devices[device.device_id] = device_info(device)
 
-    def _load_states(self, conn: Conn, rows: Sequence[FetchedReading]) -> None:
+    def _load_states(self, conn: Conn, rows: Sequence[FetchedReading], device_ids: set[str]) -> None:
         keys = self.scorer.pending_keys(rows)
         # The joint detectors of devices not seen since the start, saved under a pseudo-metric per metric set.
-        for device_id in {r[0] for r in rows}:
+        for device_id in device_ids:
             info = self._devices.get(device_id)
             if info is None:
                 continue

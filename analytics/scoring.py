@@ -453,15 +453,21 @@ class StreamScorer:
         if len(groups) < 3:
             return set()
         repeated: dict[float, set[str]] = {}
-        present: dict[float, int] = {}
         for metric, group in groups:
             series = self.get_series(device_id, metric, info)
             previous = getattr(getattr(series.detector, "fault", None), "prev", None)
             for _, _, ts, x, _, _ in group:
-                present[ts] = present.get(ts, 0) + 1
                 if x == previous:
                     repeated.setdefault(ts, set()).add(metric)
                 previous = x
+        if all(len(metrics) < 3 for metrics in repeated.values()):
+            # The usual case: no three metrics repeat at once (a rest needs at least that), so nothing rests.
+            return set()
+        present: dict[float, int] = {}
+        for _, group in groups:
+            for reading in group:
+                ts = reading[2]
+                present[ts] = present.get(ts, 0) + 1
         out = set()
         for ts, metrics in repeated.items():
             others = present[ts] - 1
@@ -477,23 +483,25 @@ class StreamScorer:
         reading) and return, per metric, the reading times at which a joint state blamed it (and its onset)."""
         blamed: dict[str, dict[float, str]] = {}
         for metrics in self.joint_sets(info.type_code):
-            columns = []
+            sets = []
             for metric in metrics:
                 points = scored.get(metric)
                 if points is None:
                     break
-                columns.append({p[0]: p[1] for p in points if p[2] == 0})
-            else:
-                joint = self.get_joint(device_id, metrics)
-                common = set(columns[0]).intersection(*columns[1:])
-                if not common:
-                    continue
-                self.dirty_joints.add((device_id, metrics))
-                for ts in sorted(common):
-                    if joint.update([column[ts] for column in columns], ts):
-                        blamed_metric = joint.metric
-                        if blamed_metric is not None:
-                            blamed.setdefault(blamed_metric, {})[ts] = joint.onset
+                sets.append(points)
+            if len(sets) < len(metrics):
+                continue
+            joint = self.get_joint(device_id, metrics)
+            rows = _joint_rows(sets)
+            if not rows:
+                continue
+            self.dirty_joints.add((device_id, metrics))
+            update = joint.update
+            for ts, values in rows:
+                if update(values, ts):
+                    blamed_metric = joint.metric
+                    if blamed_metric is not None:
+                        blamed.setdefault(blamed_metric, {})[ts] = joint.onset
         return blamed
 
     def _alarm_series(  # noqa: PLR0917 - the scorer's inner loop, private
@@ -745,6 +753,22 @@ class StreamScorer:
             details={"onset": gathered.detail, "detector": gathered.kind},
         )
         return AlarmOp("raise" if gathered.raises else "repeat", signal)
+
+
+def _joint_rows(
+    sets: Sequence[list[tuple[float, float, int, float, float, bool]]],
+) -> list[tuple[float, list[float]]]:
+    """The rows of a joint metric set, in reading-time order: the reading times at which every metric of the set
+    has a good (quality 0) reading, with those values. Each metric's points are in increasing reading time."""
+    # The usual case, on the job's hot path: one message carried every metric, so every good reading lines up.
+    times = [p[0] for p in sets[0]]
+    if all([p[0] for p in points] == times for points in sets[1:]) and all(
+        p[2] == 0 for points in sets for p in points
+    ):
+        return [(row[0][0], [p[1] for p in row]) for row in zip(*sets, strict=True)]
+    columns = [{p[0]: p[1] for p in points if p[2] == 0} for points in sets]
+    common = set(columns[0]).intersection(*columns[1:])
+    return [(ts, [column[ts] for column in columns]) for ts in sorted(common)]
 
 
 def _rule_signal(event: RuleEvent, info: DeviceInfo, gathered: _Pending) -> AlarmSignal:
