@@ -14,7 +14,6 @@ import json
 import logging
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Sequence
@@ -24,6 +23,7 @@ from types import TracebackType
 from typing import Final, Self
 
 from core.errors import RuntimeServiceError
+from embedded.runtime import end_process, port_open
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -200,9 +200,7 @@ def _port_open(host: str, port: int, *, argv_prefix: Sequence[str]) -> bool:
     if argv_prefix:  # inside a network namespace: probe from there
         probe = [*argv_prefix, "bash", "-c", f"exec 3<>/dev/tcp/{host}/{port}"]
         return subprocess.run(probe, capture_output=True, check=False, timeout=5).returncode == 0
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.2)
-        return sock.connect_ex((host, port)) == 0
+    return port_open(port, host)
 
 
 class NatsNode:
@@ -268,13 +266,7 @@ class NatsNode:
     def stop(self) -> None:
         if self._process is None:
             return
-        if self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        end_process(self._process, timeout_s=STOP_TIMEOUT_S)
         self._process = None
 
     def __enter__(self) -> Self:

@@ -58,10 +58,23 @@ def find_free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _port_open(port: int) -> bool:
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    """True when something accepts TCP connections on host:port now."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.2)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+        return sock.connect_ex((host, port)) == 0
+
+
+def end_process(process: subprocess.Popen[bytes], *, timeout_s: float) -> None:
+    """SIGTERM (a service saves its state), then SIGKILL when it has not exited within `timeout_s`."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def _service_user() -> pwd.struct_passwd | None:
@@ -348,7 +361,7 @@ class EmbeddedPostgres(_EmbeddedService):
     def attach(self) -> None:
         lines = (self.data_dir / "postmaster.pid").read_text(encoding="utf-8").split("\n")
         self.port = int(lines[3])  # postmaster.pid: pid, data dir, start time, port, …
-        if not self.secret_file.exists() or not _port_open(self.port):
+        if not self.secret_file.exists() or not port_open(self.port):
             raise RuntimeServiceError(f"PostgreSQL in {self.data_dir} does not answer yet")
 
     def start(self) -> None:
@@ -658,13 +671,13 @@ class EmbeddedMosquitto(_EmbeddedService):
     def running(self) -> bool:
         if self._process is not None:
             return self._process.poll() is None
-        return _port_open(self.port)
+        return port_open(self.port)
 
     def attach(self) -> None:
         ports = json.loads(self.ports_file.read_text(encoding="utf-8"))
         self.port = int(ports["port"])
         self.tls_port = ports.get("tls_port")
-        if not _port_open(int(self.tls_port or self.port) if not self.plain else self.port):
+        if not port_open(int(self.tls_port or self.port) if not self.plain else self.port):
             raise RuntimeServiceError(f"Mosquitto in {self.root} does not answer yet")
 
     def start(self) -> None:
@@ -698,7 +711,7 @@ class EmbeddedMosquitto(_EmbeddedService):
         self._pid_file.write_text(str(self._process.pid))
         deadline = time.monotonic() + START_TIMEOUT_S
         probe = self.port if self.plain else int(self.tls_port or 0)
-        while not _port_open(probe):
+        while not port_open(probe):
             if self._process.poll() is not None:
                 raise RuntimeServiceError(f"mosquitto exited with {self._process.returncode}; see {self.log_file}")
             if time.monotonic() > deadline:
@@ -718,12 +731,6 @@ class EmbeddedMosquitto(_EmbeddedService):
         """Stop cleanly: SIGTERM makes Mosquitto save its persistence file first."""
         if self._process is None:
             return
-        if self._process.poll() is None:
-            self._process.terminate()
-            try:
-                self._process.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
+        end_process(self._process, timeout_s=STOP_TIMEOUT_S)
         self._process = None
         self._pid_file.unlink(missing_ok=True)
