@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from prometheus_client import REGISTRY
 
 from devices.catalog import Catalog
@@ -69,39 +70,27 @@ def _switch_and_count(
     return _processed() - processed, _duplicates() - duplicates
 
 
-def test_going_from_one_worker_to_several_drops_worker_zeros_direct_subscription(
+@pytest.mark.parametrize(
+    ("before_shared", "device_id"),
+    [(False, "count-meter-1"), (True, "count-meter-2")],
+    ids=["one-to-several-drops-direct", "several-to-one-drops-shared"],
+)
+def test_changing_the_worker_count_drops_worker_zeros_old_subscription(
+    before_shared: bool,
+    device_id: str,
     ingest_config: IngestConfig,
     broker: EmbeddedMosquitto,
     database: ScratchDatabase,
     catalog: Catalog,
     register: Callable[..., DeviceRecord],
 ) -> None:
-    register("count-meter-1", "smart_meter")
+    register(device_id, "smart_meter")
     processed, duplicates = _switch_and_count(
-        before_shared=False,
+        before_shared=before_shared,
         ingest_config=ingest_config,
         broker=broker,
         database=database,
         catalog=catalog,
-        device_id="count-meter-1",
-    )
-    assert (processed, duplicates) == (MESSAGES, 0)
-
-
-def test_going_from_several_workers_to_one_drops_worker_zeros_shared_subscription(
-    ingest_config: IngestConfig,
-    broker: EmbeddedMosquitto,
-    database: ScratchDatabase,
-    catalog: Catalog,
-    register: Callable[..., DeviceRecord],
-) -> None:
-    register("count-meter-2", "smart_meter")
-    processed, duplicates = _switch_and_count(
-        before_shared=True,
-        ingest_config=ingest_config,
-        broker=broker,
-        database=database,
-        catalog=catalog,
-        device_id="count-meter-2",
+        device_id=device_id,
     )
     assert (processed, duplicates) == (MESSAGES, 0)
