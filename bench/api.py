@@ -9,6 +9,7 @@ API process's memory while it does (flat memory is the point).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import statistics
@@ -49,6 +50,10 @@ class ApiBenchConfig:
     clients: int = 8
     requests: int = 400  # per query kind
     export_rows: int = 10_000_000
+    workers: int = 2  # API processes (`ioc api --workers`)
+
+
+HISTORY_MANIFEST: Final = "history.json"
 
 
 def _quantiles(latencies_s: list[float]) -> dict[str, float]:
@@ -112,19 +117,25 @@ def _measure(
 
     with ThreadPoolExecutor(max_workers=clients) as pool:
         latencies = list(pool.map(one, paths))
-    return _quantiles(latencies)
+    # The machine's load while it ran: the clients share its cores with the API and the database.
+    return {**_quantiles(latencies), "load_1m": round(os.getloadavg()[0], 2)}
 
 
 def _export(base_url: str, headers: dict[str, str], *, start: datetime, end: datetime, api_pid: int) -> dict[str, Any]:
-    """Stream an export, discarding it, while sampling the API process's resident memory."""
+    """Stream an export, discarding it, while sampling the resident memory of the API's processes (all workers)."""
     process = psutil.Process(api_pid)
-    before_mb = process.memory_info().rss / 2**20
+
+    def rss_mb() -> float:
+        tree = [process, *process.children(recursive=True)]
+        return sum(p.memory_info().rss for p in tree) / 2**20
+
+    before_mb = rss_mb()
     peak = [before_mb]
     done = threading.Event()
 
     def sample() -> None:
         while not done.wait(0.1):
-            peak[0] = max(peak[0], process.memory_info().rss / 2**20)
+            peak[0] = max(peak[0], rss_mb())
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
@@ -154,42 +165,92 @@ def _export(base_url: str, headers: dict[str, str], *, start: datetime, end: dat
     }
 
 
-def run_api_bench(
-    config: ApiBenchConfig, *, runtime_dir: Path, progress: Callable[[str], None] = print
+def _history_key(config: ApiBenchConfig) -> dict[str, Any]:
+    return {"devices": config.devices, "days": config.days, "interval_s": config.interval_s}
+
+
+def _prepare_history(
+    database_url: str, config: ApiBenchConfig, history_dir: Path | None, progress: Callable[[str], None]
 ) -> dict[str, Any]:
+    """Register the fleet and seed and roll up its history, or find it already in `history_dir` (its manifest);
+    the history's end (`now`), its size and what preparing it took."""
+    manifest_path = history_dir / HISTORY_MANIFEST if history_dir else None
+    if manifest_path is not None and manifest_path.exists():
+        manifest: dict[str, Any] = json.loads(manifest_path.read_text(encoding="utf-8"))
+        if manifest["config"] != _history_key(config):
+            raise ValueError(
+                f"{history_dir} holds a history of {manifest['config']}, not {_history_key(config)}: "
+                "give another folder or delete it"
+            )
+        progress(f"reusing the history seeded at {manifest['now']} in {history_dir}")
+        return {**manifest, "reused": True}
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    device_ids = [f"bench-{i:05d}" for i in range(config.devices)]
+    migrate_database(database_url)
+    with connect(database_url) as conn:
+        provision_fleet(
+            conn,
+            [FleetDevice(d, BENCH_TYPE, PROVINCES[i % len(PROVINCES)]) for i, d in enumerate(device_ids)],
+            catalog=load_catalog(),
+            actor="ioc bench api",
+        )
+        conn.commit()
+    seed_started = time.perf_counter()
+    readings = _seed(database_url, config, device_ids, now, progress)
+    seed_s = time.perf_counter() - seed_started
+    # A running center keeps its rollups current (store.rollups, every minute); long-range queries read them.
+    rollup_started = time.perf_counter()
+    with connect(database_url, autocommit=True) as conn:
+        while not roll_up(conn).caught_up:
+            pass
+    rollup_s = time.perf_counter() - rollup_started
+    progress(f"rolled up in {rollup_s:.0f} s")
+    manifest = {
+        "config": _history_key(config),
+        "now": now.isoformat(),
+        "readings_seeded": readings,
+        "seed_s": round(seed_s, 1),
+        "rollup_s": round(rollup_s, 1),
+    }
+    if manifest_path is not None:
+        manifest_path.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return {**manifest, "reused": False}
+
+
+def run_api_bench(
+    config: ApiBenchConfig,
+    *,
+    runtime_dir: Path,
+    history_dir: Path | None = None,
+    progress: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Measure on a fresh history in a folder deleted afterwards, or on the one kept in `history_dir`."""
     root = runtime_dir / f"bench-api-{os.getpid()}"
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
-    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    pg_root = history_dir / "pg" if history_dir else root / "pg"
     device_ids = [f"bench-{i:05d}" for i in range(config.devices)]
     try:
-        with EmbeddedPostgres(root / "pg") as pg, EmbeddedMosquitto(root / "mq") as mq:
-            migrate_database(pg.url)
+        with EmbeddedPostgres(pg_root) as pg, EmbeddedMosquitto(root / "mq") as mq:
+            history = _prepare_history(pg.url, config, history_dir, progress)
+            now = datetime.fromisoformat(history["now"])
             with connect(pg.url) as conn:
-                provision_fleet(
+                key = create_api_key(
                     conn,
-                    [FleetDevice(d, BENCH_TYPE, PROVINCES[i % len(PROVINCES)]) for i, d in enumerate(device_ids)],
-                    catalog=load_catalog(),
+                    name=f"bench-{root.name}-{int(time.time())}",
+                    role="admin",
+                    scope=EVERYTHING,
+                    lifetime=timedelta(hours=6),
                     actor="ioc bench api",
                 )
-                key = create_api_key(
-                    conn, name="bench", role="admin", scope=EVERYTHING, lifetime=timedelta(hours=6), actor="bench"
-                )
                 conn.commit()
-            seed_started = time.perf_counter()
-            readings = _seed(pg.url, config, device_ids, now, progress)
-            seed_s = time.perf_counter() - seed_started
-            # A running center keeps its rollups current (store.rollups, every minute); long-range queries read them.
-            rollup_started = time.perf_counter()
-            with connect(pg.url, autocommit=True) as conn:
-                while not roll_up(conn).caught_up:
-                    pass
-            rollup_s = time.perf_counter() - rollup_started
-            progress(f"rolled up in {rollup_s:.0f} s")
             port = find_free_port()
             env = {**os.environ, "IOC_DATABASE_URL": pg.url, "IOC_MQTT_URL": mq.url, "IOC_RUNTIME_DIR": str(root)}
             api = subprocess.Popen(
-                [sys.executable, "-m", "ioc", "--log-level", "WARNING", "api", "--port", str(port)],
+                [
+                    *(sys.executable, "-m", "ioc", "--log-level", "WARNING", "api"),
+                    *("--port", str(port), "--workers", str(config.workers)),
+                ],
                 env=env,
                 stdout=subprocess.DEVNULL,
             )
@@ -236,9 +297,7 @@ def run_api_bench(
         shutil.rmtree(root, ignore_errors=True)
     return {
         "config": asdict(config),
-        "readings_seeded": readings,
-        "seed_s": round(seed_s, 1),
-        "rollup_s": round(rollup_s, 1),
+        "history": history,
         "queries": results,
         "export": export,
         "cpu_count": psutil.cpu_count(),

@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     )
     api_host: str = Field(default="127.0.0.1", description="API listen address")
     api_port: int = Field(default=8000, description="API listen port (0 = pick a free port)")
+    api_workers: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="API processes sharing the listen port (Python runs one request's code at a time per process)",
+    )
     ingest_workers: int = Field(default=1, ge=1, description="ingest processes in the shared subscription")
     ingest_group: str = Field(default="ioc-ingest", description="MQTT 5 shared-subscription group")
     # The distributed path (docs/scaling.md): ingest as one durable consumer of a NATS JetStream cluster that devices

@@ -91,23 +91,37 @@ def lifecycle_running(settings: Settings, urls: ServiceUrls) -> Iterator[None]:
         yield
 
 
-def serve_api(settings: Settings, urls: ServiceUrls, *, host: str, port: int, banner: str = "") -> None:
-    """The HTTP API in this thread until interrupted."""
+def serve_api(
+    settings: Settings, urls: ServiceUrls, *, host: str, port: int, workers: int = 1, banner: str = ""
+) -> None:
+    """The HTTP API until interrupted: in this process, or in `workers` processes sharing the listening socket
+    (uvicorn's supervisor restarts one that dies). Each process has its own database pool and rate-limit counters."""
+    import functools
+
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     from api.app import create_app
 
-    app = create_app(
+    app_factory = functools.partial(
+        create_app,
         settings,
         database_url=urls.database_url,
         metrics_dir=settings.runtime_dir / "metrics",
         mqtt_url=urls.role_url("commands"),
         device_broker=device_broker(settings, urls),
     )
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    # The factory (pickled to each worker, which spawns) builds its own app: nothing is shared between processes.
+    config = uvicorn.Config(app_factory, factory=True, host=host, port=port, workers=workers, log_level="warning")
+    # Listening before the banner: a client told the API is up waits until a worker accepts, never refused.
+    sockets = [config.bind_socket()]
+    sockets[0].listen(config.backlog)
     if banner:
         print(banner, flush=True)
-    server.run()
+    if workers == 1:
+        uvicorn.Server(config).run(sockets=sockets)
+    else:
+        Multiprocess(config, sockets=sockets).run()
 
 
 def demo_fleet(catalog: Catalog, *, count: int, seed: int) -> list[SimDevice]:

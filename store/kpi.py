@@ -105,16 +105,9 @@ def provinces_with_devices(conn: Conn) -> list[str]:
     return [str(r[0]) for r in conn.execute("SELECT DISTINCT province FROM devices WHERE status = 'active' ORDER BY 1")]
 
 
-@dataclass(frozen=True, slots=True)
-class DeviceLatest:
-    device_id: str
-    province: str
-    sector: str
-    type_code: str
-    metric: str
-    ts: datetime
-    value: float
-    quality: int
+# (device_id, province, sector, type_code, metric, ts, value, quality): tuples, not objects, for thousands of rows.
+LatestRow = tuple[str, str, str, str, str, datetime, float, int]
+LATEST_FIELDS = ("device_id", "province", "sector", "type_code", "metric", "ts", "value", "quality")
 
 
 def latest_values(
@@ -126,20 +119,23 @@ def latest_values(
     type_code: str | None = None,
     metric: str | None = None,
     limit: int = 10_000,
-) -> list[DeviceLatest]:
+) -> list[LatestRow]:
     """The newest value of every metric of the active devices in scope (one row per device and metric)."""
     clause, params = scope.where(table="d")
-    rows = conn.execute(
-        sql.SQL(
-            "SELECT d.device_id, d.province, d.sector, d.type_code, l.metric, l.ts, l.value, l.quality "
-            "FROM devices d JOIN device_latest l ON l.device_id = d.device_id "
-            "WHERE d.status = 'active' AND (%s::text IS NULL OR d.province = %s) AND (%s::text IS NULL OR d.sector = %s) "
-            "AND (%s::text IS NULL OR d.type_code = %s) AND (%s::text IS NULL OR l.metric = %s) AND {} "
-            "ORDER BY d.device_id, l.metric LIMIT %s"
-        ).format(clause),
-        [province, province, sector, sector, type_code, type_code, metric, metric, *params, limit],
-    ).fetchall()
-    return [DeviceLatest(*r) for r in rows]
+    return (
+        conn.cursor(binary=True)
+        .execute(
+            sql.SQL(
+                "SELECT d.device_id, d.province, d.sector, d.type_code, l.metric, l.ts, l.value, l.quality "
+                "FROM devices d JOIN device_latest l ON l.device_id = d.device_id "
+                "WHERE d.status = 'active' AND (%s::text IS NULL OR d.province = %s) AND (%s::text IS NULL OR d.sector = %s) "
+                "AND (%s::text IS NULL OR d.type_code = %s) AND (%s::text IS NULL OR l.metric = %s) AND {} "
+                "ORDER BY d.device_id, l.metric LIMIT %s"
+            ).format(clause),
+            [province, province, sector, sector, type_code, type_code, metric, metric, *params, limit],
+        )
+        .fetchall()
+    )
 
 
 @dataclass(frozen=True, slots=True)

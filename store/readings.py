@@ -165,17 +165,12 @@ def query_readings(
     return [StoredReading(ts=r[0], metric=r[1], value=r[2], quality=r[3]) for r in rows]
 
 
-@dataclass(frozen=True, slots=True)
-class Bucket:
-    start: datetime
-    metric: str
-    count: int
-    mean: float
-    minimum: float
-    maximum: float
+# (start, metric, count, mean, minimum, maximum): tuples, not objects, for answers of thousands of buckets.
+BucketRow = tuple[datetime, str, int, float, float, float]
+BUCKET_FIELDS = ("start", "metric", "count", "mean", "minimum", "maximum")
 
 
-def query_buckets(
+def bucket_rows(
     conn: Conn,
     *,
     scope: Scope,
@@ -184,21 +179,25 @@ def query_buckets(
     start: datetime,
     end: datetime,
     bucket_s: int,
-) -> list[Bucket]:
-    """Per-bucket aggregates of one device in [start, end); none when the device is outside `scope`.
+) -> list[BucketRow]:
+    """Per-bucket aggregates of one device in [start, end), by bucket then metric; none when the device is outside
+    `scope`.
 
     Through `reading_aggregates` (migration 0009), as the dashboards: whole hours and minutes come from the rollups
     when the bucket is whole hours or minutes, the rest from raw readings, with the numbers raw readings give."""
     in_scope, scope_params = _device_in_scope(scope)
-    rows = conn.execute(
-        sql.SQL(
-            "SELECT a.bucket, a.metric, a.readings, a.total / a.readings, a.minimum, a.maximum "
-            "FROM reading_aggregates(ARRAY[%s], CASE WHEN %s::text IS NULL THEN NULL ELSE ARRAY[%s] END, "
-            "%s, %s, make_interval(secs => %s)) a WHERE {} ORDER BY a.bucket, a.metric"
-        ).format(in_scope),
-        [device_id, metric, metric, start, end, bucket_s, device_id, *scope_params],
-    ).fetchall()
-    return [Bucket(start=r[0], metric=r[1], count=r[2], mean=r[3], minimum=r[4], maximum=r[5]) for r in rows]
+    return (
+        conn.cursor(binary=True)
+        .execute(
+            sql.SQL(
+                "SELECT a.bucket, a.metric, a.readings, a.total / a.readings, a.minimum, a.maximum "
+                "FROM reading_aggregates(ARRAY[%s], CASE WHEN %s::text IS NULL THEN NULL ELSE ARRAY[%s] END, "
+                "%s, %s, make_interval(secs => %s)) a WHERE {} ORDER BY a.bucket, a.metric"
+            ).format(in_scope),
+            [device_id, metric, metric, start, end, bucket_s, device_id, *scope_params],
+        )
+        .fetchall()
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,16 +6,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field
 
 from api.auth import PrincipalDep
 from api.errors import error_responses
 from api.federation.summary import READING_RATE_WINDOW_S, DeviceCounts, OpenAlarms, device_counts, open_alarms
+from api.json_rows import json_rows
 from api.state import ConnDep, StateDep
 from core.errors import InvalidRequest
 from devices.health import summarize_health
-from store.kpi import count_open_alarms, latest_totals, latest_values, reading_rates
+from store.kpi import LATEST_FIELDS, count_open_alarms, latest_totals, latest_values, reading_rates
 
 router = APIRouter(tags=["kpis"])
 
@@ -82,7 +83,7 @@ def read_kpis(
     return rows
 
 
-@router.get("/latest", responses=error_responses(InvalidRequest))
+@router.get("/latest", response_model=list[LatestPublic], responses=error_responses(InvalidRequest))
 def read_latest(
     *,
     principal: PrincipalDep,
@@ -93,30 +94,19 @@ def read_latest(
     type_code: Annotated[str | None, Query(alias="type", max_length=64)] = None,
     metric: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=50_000)] = 10_000,
-) -> list[LatestPublic]:
+) -> Response:
     """The newest value of each metric of each active device (by device id, then metric)."""
     _check_metric(state, metric)
-    return [
-        LatestPublic(
-            device_id=v.device_id,
-            province=v.province,
-            sector=v.sector,
-            type_code=v.type_code,
-            metric=v.metric,
-            ts=v.ts,
-            value=v.value,
-            quality=v.quality,
-        )
-        for v in latest_values(
-            conn,
-            scope=principal.scope,
-            province=province,
-            sector=sector,
-            type_code=type_code,
-            metric=metric,
-            limit=limit,
-        )
-    ]
+    rows = latest_values(
+        conn,
+        scope=principal.scope,
+        province=province,
+        sector=sector,
+        type_code=type_code,
+        metric=metric,
+        limit=limit,
+    )
+    return json_rows(LATEST_FIELDS, rows)
 
 
 @router.get("/totals", responses=error_responses(InvalidRequest))

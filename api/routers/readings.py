@@ -12,12 +12,13 @@ from pydantic import BaseModel
 
 from api.auth import PrincipalDep
 from api.errors import error_responses
+from api.json_rows import json_rows
 from api.state import ConnDep, StateDep
 from api.time_range import TimeRange, time_range
 from core.errors import InvalidRequest, NotFound, Unauthenticated
 from devices.audit import record_location_read
 from devices.registry import get_device
-from store.readings import StoredReading, query_buckets, query_readings
+from store.readings import BUCKET_FIELDS, StoredReading, bucket_rows, query_readings
 
 router = APIRouter(
     prefix="/devices", tags=["readings"], responses=error_responses(Unauthenticated, NotFound, InvalidRequest)
@@ -125,12 +126,11 @@ def bucket_for(span_s: float) -> int:
     return BUCKET_LADDER_S[-1]
 
 
-@router.get("/{device_id}/buckets")
+@router.get("/{device_id}/buckets", response_model=list[BucketPublic])
 def read_buckets(
     conn: ConnDep,
     state: StateDep,
     principal: PrincipalDep,
-    response: Response,
     device_id: str,
     *,
     span: ReadingsRange,
@@ -138,7 +138,7 @@ def read_buckets(
     bucket_s: Annotated[
         int | None, Query(ge=1, le=31 * 86400, description="default: sized for about 500 points over the range")
     ] = None,
-) -> list[BucketPublic]:
+) -> Response:
     """Aggregates per time bucket (count, mean, min, max) in [from, to), oldest first; the bucket used is in the
     `X-Bucket-Seconds` header."""
     bucket_s = bucket_s or bucket_for((span.end - span.start).total_seconds())
@@ -146,8 +146,7 @@ def read_buckets(
         raise InvalidRequest("too many buckets: widen bucket_s or narrow the range")
     device = get_device(conn, device_id, scope=principal.scope)  # UnknownDevice when unknown or not in scope
     _check_metric(state, device.type_code, metric)
-    response.headers["X-Bucket-Seconds"] = str(bucket_s)
-    buckets = query_buckets(
+    buckets = bucket_rows(
         conn,
         scope=principal.scope,
         device_id=device_id,
@@ -162,9 +161,9 @@ def read_buckets(
         address=principal.address,
         device_id=device_id,
         sector=device.sector,
-        metrics={b.metric for b in buckets},
+        metrics={b[1] for b in buckets},
         via="buckets",
         details={"from": span.start, "to": span.end, "bucket_s": bucket_s},
     ):
         conn.commit()
-    return [BucketPublic.model_validate(b, from_attributes=True) for b in buckets]
+    return json_rows(BUCKET_FIELDS, buckets, headers={"X-Bucket-Seconds": str(bucket_s)})

@@ -135,6 +135,13 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     api.add_argument("--clients", type=int, default=8, help="concurrent clients")
     api.add_argument("--requests", type=int, default=400, help="requests per query kind")
     api.add_argument("--export-rows", type=int, default=10_000_000, help="rows in the CSV export measured")
+    api.add_argument("--workers", type=int, default=2, help="API processes (ioc api --workers)")
+    api.add_argument(
+        "--history",
+        type=Path,
+        default=None,
+        help="keep the seeded database in this folder and reuse it when it holds the same devices and days",
+    )
     api.add_argument("--json", type=Path, default=None, help="write the result here")
     api.set_defaults(func=cmd_api_bench)
 
@@ -377,8 +384,13 @@ def cmd_api_bench(args: argparse.Namespace) -> int:
         clients=args.clients,
         requests=args.requests,
         export_rows=args.export_rows,
+        workers=args.workers,
     )
-    _write_json(run_api_bench(config, runtime_dir=Settings().runtime_dir), args.json)
+    try:
+        result = run_api_bench(config, runtime_dir=Settings().runtime_dir, history_dir=args.history)
+    except ValueError as exc:
+        raise SystemExit(f"ioc bench api: {exc}") from exc
+    _write_json(result, args.json)
     return 0
 
 

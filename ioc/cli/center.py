@@ -43,6 +43,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     api = sub.add_parser("api", help="serve the HTTP API")
     api.add_argument("--host", default=None, help="listen address (default: IOC_API_HOST)")
     api.add_argument("--port", type=int, default=None, help="listen port (default: IOC_API_PORT)")
+    api.add_argument("--workers", type=int, default=None, help="API processes (default: IOC_API_WORKERS)")
     api.set_defaults(func=cmd_api)
 
     services = sub.add_parser("services", help="start the embedded broker and database and print their URLs")
@@ -141,7 +142,13 @@ def cmd_api(args: argparse.Namespace) -> int:
 
     settings = Settings()
     with center_services(settings) as urls:
-        serve_api(settings, urls, host=args.host or settings.api_host, port=args.port or settings.api_port)
+        serve_api(
+            settings,
+            urls,
+            host=args.host or settings.api_host,
+            port=args.port or settings.api_port,
+            workers=args.workers or settings.api_workers,
+        )
     return 0
 
 
@@ -176,6 +183,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                 urls,
                 host=settings.api_host,
                 port=port,
+                workers=settings.api_workers,
                 banner=f"ioc is up: API http://{settings.api_host}:{port}/docs  MQTT {broker.host}:{broker.port}"
                 + (f"  MQTTS {urls.device_tls_url} (CA {urls.ca_file})" if urls.device_tls_url else ""),
             )
@@ -264,5 +272,5 @@ def cmd_demo(args: argparse.Namespace) -> int:
             lifecycle_running(settings, urls),
             running_in_thread(run_demo_fleet, name="demo-fleet", join_timeout_s=10),
         ):
-            serve_api(settings, urls, host=settings.api_host, port=port, banner=banner)
+            serve_api(settings, urls, host=settings.api_host, port=port, workers=settings.api_workers, banner=banner)
     return 0

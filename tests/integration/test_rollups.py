@@ -16,7 +16,7 @@ import pytest
 
 from dashboards.measures import ACTIVE_POWER
 from dashboards.queries import PROVINCE_FILTER, per_device_series
-from store.readings import ReadingRow, query_buckets, write_readings
+from store.readings import ReadingRow, bucket_rows, write_readings
 from store.rollups import ROLLUP_JOB, roll_up, timescaledb_license
 from store.scope import EVERYTHING
 from tests.grafana_sql import TimeRange, Variable, expand
@@ -164,7 +164,7 @@ def test_bucketed_reads_equal_time_bucket_over_raw_readings(
     start, end = history + offset_from, history + offset_to
     with psycopg.connect(database.url) as conn:
         for metric in ("active_power", None):
-            buckets = query_buckets(
+            buckets = bucket_rows(
                 conn, scope=EVERYTHING, device_id="meter-1", metric=metric, start=start, end=end, bucket_s=bucket_s
             )
             expected = conn.execute(
@@ -174,10 +174,10 @@ def test_bucketed_reads_equal_time_bucket_over_raw_readings(
                 (bucket_s, metric, metric, start, end),
             ).fetchall()
             assert expected
-            assert [(b.start, b.metric, b.count, b.minimum, b.maximum) for b in buckets] == [
+            assert [(b[0], b[1], b[2], b[4], b[5]) for b in buckets] == [
                 (r[0], r[1], r[2], r[4], r[5]) for r in expected
             ]
-            assert all(math.isclose(b.mean, r[3], rel_tol=1e-12) for b, r in zip(buckets, expected, strict=True))
+            assert all(math.isclose(b[3], r[3], rel_tol=1e-12) for b, r in zip(buckets, expected, strict=True))
 
 
 def test_long_ranges_read_the_rollups_not_raw_readings(database: ScratchDatabase, history: datetime) -> None:
@@ -185,18 +185,18 @@ def test_long_ranges_read_the_rollups_not_raw_readings(database: ScratchDatabase
     them (whole hours from readings_1h, the last part-hour from readings_1m); unaligned buckets read raw."""
     start, end = history - timedelta(minutes=17, seconds=23), history + timedelta(hours=6, seconds=-23)
     with psycopg.connect(database.url) as conn:
-        hourly_before = query_buckets(
+        hourly_before = bucket_rows(
             conn, scope=EVERYTHING, device_id="probe-1", metric=None, start=start, end=end, bucket_s=3600
         )
         conn.execute("DELETE FROM readings WHERE device_id = 'probe-1'")
         conn.commit()
-        hourly_after = query_buckets(
+        hourly_after = bucket_rows(
             conn, scope=EVERYTHING, device_id="probe-1", metric=None, start=start, end=end, bucket_s=3600
         )
-        raw_only = query_buckets(
+        raw_only = bucket_rows(
             conn, scope=EVERYTHING, device_id="probe-1", metric=None, start=start, end=end, bucket_s=45
         )
-    assert sum(b.count for b in hourly_before) == 1079  # the last reading is after `end`
+    assert sum(b[2] for b in hourly_before) == 1079  # the last reading is after `end`
     assert hourly_after == hourly_before
     assert raw_only == []
 
