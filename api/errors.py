@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from core.errors import (
+    Busy,
     Conflict,
     Forbidden,
     InvalidRequest,
@@ -41,6 +42,7 @@ ERROR_STATUS: Final[Mapping[type[IocError], int]] = {
     Unauthenticated: 401,
     Forbidden: 403,
     TooManyRequests: 429,
+    Busy: 503,
 }
 
 _DESCRIPTIONS: Final[Mapping[type[IocError], str]] = {
@@ -52,6 +54,8 @@ _DESCRIPTIONS: Final[Mapping[type[IocError], str]] = {
     Unauthenticated: "Unauthorized: no token, a wrong password, or an unknown, expired or revoked token",
     Forbidden: "Forbidden: the caller's role or province/sector scope does not allow this",
     TooManyRequests: "Too many failures (bad logins or unknown tokens): wait `Retry-After` seconds",
+    Busy: "Busy: the center cannot take this now (e.g. too many password checks at once): retry after `Retry-After` "
+    "seconds",
 }
 
 
@@ -87,10 +91,10 @@ async def _answer(request: Request, exc: Exception) -> JSONResponse:
 
 
 def _headers(exc: IocError) -> dict[str, str] | None:
-    """The headers RFC 9110 asks for: a challenge with 401, when to retry with 429."""
+    """The headers RFC 9110 asks for: a challenge with 401, when to retry with 429 and 503."""
     if isinstance(exc, Unauthenticated):
         return {"WWW-Authenticate": "Bearer"}
-    if isinstance(exc, TooManyRequests):
+    if isinstance(exc, TooManyRequests | Busy):
         return {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
     return None
 

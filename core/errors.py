@@ -1,7 +1,8 @@
 """The project's error tree: every package may import it; it imports nothing of ours.
 
 Categories say what went wrong from the caller's point of view, without naming a transport:
-`NotFound`, `Conflict` and `InvalidRequest`; for access, `Unauthenticated`, `Forbidden` and `TooManyRequests`. A domain error that a caller can cause derives from one of
+`NotFound`, `Conflict` and `InvalidRequest`; for access, `Unauthenticated`, `Forbidden` and `TooManyRequests`;
+`Busy` when the center cannot take the work now. A domain error that a caller can cause derives from one of
 them (`UnknownDevice` is a `NotFound`), so the API maps categories to status codes once, in `api.errors`.
 Its message is written for that caller: the API returns it as it is.
 """
@@ -35,6 +36,14 @@ class Forbidden(IocError):
 
 class TooManyRequests(IocError):
     """The caller failed too often (bad logins, unknown tokens); `retry_after_s` says when to try again."""
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class Busy(IocError):
+    """The center cannot take this work now (not the caller's fault); `retry_after_s` says when to try again."""
 
     def __init__(self, message: str, *, retry_after_s: float) -> None:
         super().__init__(message)

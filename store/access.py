@@ -398,6 +398,11 @@ def mark_login_ok(conn: Conn, attempt_id: int) -> None:
     conn.execute("UPDATE login_attempts SET ok = true WHERE attempt_id = %s", (attempt_id,))
 
 
+def forget_login_attempt(conn: Conn, attempt_id: int) -> None:
+    """An attempt whose password was never checked (the center was busy): it is no failure."""
+    conn.execute("DELETE FROM login_attempts WHERE attempt_id = %s", (attempt_id,))
+
+
 def delete_old_login_attempts(conn: Conn, *, older_than: timedelta) -> int:
     cur = conn.execute("DELETE FROM login_attempts WHERE at < now() - %s::interval", (older_than,))
     return cur.rowcount

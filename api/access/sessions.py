@@ -21,7 +21,7 @@ from api.access.passwords import (
 from api.access.tokens import ACCESS_PREFIX, REFRESH_PREFIX, digest, new_secret
 from api.access.users import check_username
 from api.principal import Principal, Role
-from core.errors import InvalidRequest, TooManyRequests, Unauthenticated
+from core.errors import Busy, InvalidRequest, TooManyRequests, Unauthenticated
 from core.settings import Settings
 from devices.audit import record_audit
 from store import access as db
@@ -117,15 +117,20 @@ def log_in(conn: Conn, *, username: str, password: str, address: str | None, pol
     name = check_username(username)
     attempt_id = _start_attempt(conn, username=name, address=address, policy=policy)
     found = db.find_password_hash(conn, name)
-    if found is None:
-        verify_for_unknown_user(password)
-        reason = "unknown user"
-    elif not verify_password(found[1], password):
-        reason = "wrong password"
-    elif found[0].disabled_at is not None:
-        reason = "disabled"
-    else:
-        reason = ""
+    try:
+        if found is None:
+            verify_for_unknown_user(password)
+            reason = "unknown user"
+        elif not verify_password(found[1], password):
+            reason = "wrong password"
+        elif found[0].disabled_at is not None:
+            reason = "disabled"
+        else:
+            reason = ""
+    except Busy:
+        db.forget_login_attempt(conn, attempt_id)  # nothing was checked: not a failed login
+        conn.commit()
+        raise
     if reason:
         record_audit(
             conn,

@@ -25,12 +25,12 @@ from api.auth import PrincipalDep, check_unknown_token_limit, client_address, co
 from api.errors import error_responses
 from api.principal import Role
 from api.state import ConnDep, StateDep
-from core.errors import InvalidRequest, TooManyRequests, Unauthenticated
+from core.errors import Busy, InvalidRequest, TooManyRequests, Unauthenticated
 from store.access import find_user_by_id
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
-_LOGIN_ERRORS = error_responses(Unauthenticated, InvalidRequest, TooManyRequests)
+_LOGIN_ERRORS = error_responses(Unauthenticated, InvalidRequest, TooManyRequests, Busy)
 
 
 class LoginRequest(BaseModel):

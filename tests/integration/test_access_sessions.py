@@ -4,6 +4,7 @@ and per address (429, Retry-After), unknown tokens limited per address; logins a
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -12,6 +13,7 @@ import httpx
 import psycopg
 import pytest
 
+from api.access import passwords
 from api.access.users import UserChanges, create_user, set_password, update_user
 from store.scope import EVERYTHING, Scope
 from tests.integration.conftest import ApiServer, ScratchDatabase
@@ -284,6 +286,27 @@ def test_bad_logins_are_limited_per_username_then_answered_429_with_retry_after(
     # were pruned: six remain
     assert database.scalar("SELECT count(*) FROM login_attempts WHERE username = 'giang'") == 6
     assert PASSWORD not in str(database.scalar("SELECT json_agg(details)::text FROM audit_log"))
+
+
+def test_logins_beyond_the_hashing_slots_wait_then_get_503_and_are_not_counted_as_failures(
+    database: ScratchDatabase, api: Callable[[], ApiServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Password checks are bounded per process (each costs a core for ~50 ms and 64 MiB): with every slot taken, a
+    login waits HASH_WAIT_S, then answers 503 with Retry-After; nothing was checked, so nothing counts against the
+    user. Once a slot frees up, the same login works."""
+    monkeypatch.setattr(passwords, "HASH_WAIT_S", 0.3)
+    _make_user(database, "khanh")
+    with api() as client:
+        with contextlib.ExitStack() as held:
+            for _ in range(passwords.CONCURRENT_HASHES):
+                held.enter_context(passwords.hashing_slot())
+            for _ in range(6):  # more than the failures a username may have
+                busy = client.post("/auth/login", json={"username": "khanh", "password": PASSWORD})
+                assert _detail(busy, 503) == "the center is busy checking other passwords: try again in a few seconds"
+                assert busy.headers["retry-after"] == "2"
+            assert database.scalar("SELECT count(*) FROM login_attempts WHERE username = 'khanh'") == 0
+            assert database.scalar("SELECT count(*) FROM audit_log WHERE action = 'login.failed'") == 0
+        assert _login(client, "khanh")["access_token"]
 
 
 def test_bad_logins_are_limited_per_address_across_usernames(
