@@ -9,9 +9,10 @@ the others (`method`):
   model remembers whole days and may still drift slowly with the seasons);
 - `pca`: the reconstruction of the standardised row from its leading principal components (those explaining
   `explained_variance`), from the same weighted covariance.
-A metric's surprise `z` is its residual over the mean absolute residual of normal rows. Only a metric that the
-others predict well (R² at least `min_r2`) can be blamed: a relation that does not exist cannot break, and a
-door switch or a rain gauge is not predicted by anything. Onsets, judged per metric against its own history of
+A metric's surprise `z` is its residual over the mean absolute residual of normal rows (and never over less than
+a sliver of the metric's spread, `resolution_share`). Only a metric that the others predict well (R² at least
+`min_r2`) can be blamed: a relation that does not exist cannot break, and a door switch or a rain gauge is not
+predicted by anything. A metric with two values (a state) takes no part in the relations at all. Onsets, judged per metric against its own history of
 normal surprise: one row with `z` far beyond the largest normal `z` (a break),
 or several rows in a short window beyond a high quantile of normal `z` (a relation leaking away). The state
 holds while the blamed metric's residual stays beyond `exit_z`, nothing is learnt meanwhile, and it is blamed
@@ -43,6 +44,7 @@ class JointConfig:
     refit_every: int = 10  # rows between solving the model again from the running moments
     ridge: float = 1e-3  # added to the standardised covariance's diagonal
     min_r2: float = 0.9  # a metric is watched when the others explain at least this share of its variance
+    resolution_share: float = 0.003  # a residual is measured in at least this share of the metric's std
     explained_variance: float = 0.95  # pca: components kept
     scale_alpha: float = 0.02  # mean absolute residual of normal rows
     quantile_alpha: float = 0.01
@@ -335,8 +337,18 @@ class JointDetector:
         d = self._d
         cov = self._cov
         std = [math.sqrt(max(cov[i * d + i], 0.0)) for i in range(d)]
-        floor = [1e-9 * (abs(m) + 1.0) for m in self.mean]
-        varies = [s > f for s, f in zip(std, floor, strict=True)]
+        # A metric that has not varied lately, or that has only ever shown two values (a state: a door, a bay
+        # taken or free), predicts nothing and is predicted by nothing: a measurement that only a switch explains
+        # is a level per state (a parked car's own magnetic field), which the per-metric detector watches.
+        varies = [
+            s > 1e-9 * (abs(m) + 1.0) and len(seen) > 2
+            for s, m, seen in zip(std, self.mean, self.distinct, strict=True)
+        ]
+        # Residuals finer than a sliver of the metric's spread are its resolution, not a relation leaving it: a
+        # relation exact but for rounding (AC power 0.97 x DC, zero below the inverter's cut-in) would otherwise
+        # call its rounding and its cut-in at dawn breaks.
+        share = self.config.resolution_share
+        floor = [max(1e-9 * (abs(m) + 1.0), share * s) for m, s in zip(self.mean, std, strict=True)]
         std = [s if v else 1.0 for s, v in zip(std, varies, strict=True)]
         self._floor = floor
         self._std = std
