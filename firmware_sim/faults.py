@@ -568,7 +568,8 @@ class FaultInjector:
         elif kind == "level_shift":
             x += window.value
         elif kind in ("drift", "neighbour_drift"):
-            x += window.value * (ts_ms - window.start_ms) / 1000
+            # One interval's worth already at the first sample (the label's start), the whole offset at the last.
+            x += window.value * (ts_ms - window.start_ms + self.interval_ms) / 1000
         elif kind == "stuck":
             x = window.value
         elif kind == "correlation_break":

@@ -199,9 +199,9 @@ def test_every_labelled_fault_is_found_in_the_stored_readings(
                     assert got == lb.params["value"] and got != x, lb
                 elif lb.kind == "level_shift":
                     assert got == round(x + float(lb.params["offset"]), d), lb  # type: ignore[arg-type]
-                elif lb.kind == "drift":
+                elif lb.kind == "drift":  # one interval's step already at the label's first sample
                     slope = float(lb.params["slope_per_s"])  # type: ignore[arg-type]
-                    assert got == round(x + slope * (t - lb.start_ms) / 1000, d), lb
+                    assert got == round(x + slope * (t - lb.start_ms + window[1] - window[0]) / 1000, d), lb
                 elif lb.kind == "stuck":
                     assert got == lb.params["value"], lb
             found[lb.kind] += 1

@@ -146,9 +146,12 @@ def test_value_faults_change_exactly_the_labelled_metric_in_the_labelled_window(
                 assert got == label.params["value"] and got != x
             elif kind == "level_shift":
                 assert got == round(x + float(label.params["offset"]), d)  # type: ignore[arg-type]
-            elif kind == "drift":
+            elif kind == "drift":  # one interval's step already at the label's first sample
                 slope = float(label.params["slope_per_s"])  # type: ignore[arg-type]
-                assert got == round(x + slope * (ts - label.start_ms) / 1000, d)
+                interval_ms = window[1] - window[0]
+                assert got == round(x + slope * (ts - label.start_ms + interval_ms) / 1000, d)
+                if ts == label.start_ms:
+                    assert got != x
             elif kind == "stuck":
                 assert got == label.params["value"]
         if kind == "noise":
