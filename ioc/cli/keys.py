@@ -17,6 +17,19 @@ def scope_names(text: str | None) -> list[str] | None:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
+def scope_provinces(text: str | None) -> list[str] | None:
+    """`--provinces`: `all`, or provinces by code or name, with or without diacritics (`Huế,can-tho,Sài Gòn`), as
+    codes; an unknown one is refused with the closest names."""
+    names = scope_names(text)
+    if names is None:
+        return None
+    from devices.naming import resolve_province_code
+    from devices.provinces import load_provinces
+
+    provinces = load_provinces()
+    return [resolve_province_code(provinces, name) for name in names]
+
+
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     keys = sub.add_parser("keys", help="machine API keys: create (shown once), list, revoke")
     ksub = keys.add_subparsers(dest="keys_command", required=True)
@@ -24,7 +37,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     create = ksub.add_parser("create", help="create a key and print it once")
     create.add_argument("name", help="what the key is for, e.g. national-center")
     create.add_argument("--role", choices=("viewer", "operator", "admin"), default="viewer", help="default viewer")
-    create.add_argument("--provinces", default=None, help="comma-separated province codes (default: all)")
+    create.add_argument(
+        "--provinces", default=None, help="comma-separated provinces, code or name (ioc provinces; default: all)"
+    )
     create.add_argument("--sectors", default=None, help="comma-separated sectors (default: all)")
     create.add_argument("--days", type=float, default=90.0, help="days until it expires (default 90, at most 730)")
     create.set_defaults(func=cmd_create)
@@ -41,7 +56,7 @@ def cmd_create(args: argparse.Namespace) -> int:
     from api.access.keys import create_api_key
     from store.scope import Scope
 
-    scope = Scope.of(provinces=scope_names(args.provinces), sectors=scope_names(args.sectors))
+    scope = Scope.of(provinces=scope_provinces(args.provinces), sectors=scope_names(args.sectors))
     with command_database() as conn:
         key = create_api_key(
             conn, name=args.name, role=args.role, scope=scope, lifetime=timedelta(days=args.days), actor=ACTOR

@@ -10,7 +10,7 @@ import sys
 
 from core.errors import InvalidRequest
 from ioc.cli.database import command_database
-from ioc.cli.keys import scope_names
+from ioc.cli.keys import scope_names, scope_provinces
 
 ACTOR = "cli"
 ROLES = ("viewer", "operator", "admin")
@@ -36,7 +36,9 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     create.add_argument("username", help="the login name")
     create.add_argument("--role", choices=ROLES, default="viewer", help="default viewer")
     create.add_argument("--display-name", default="", help="the name people see, e.g. 'Nguyễn Văn An'")
-    create.add_argument("--provinces", default=None, help="comma-separated province codes (default: all)")
+    create.add_argument(
+        "--provinces", default=None, help="comma-separated provinces, code or name (ioc provinces; default: all)"
+    )
     create.add_argument("--sectors", default=None, help="comma-separated sectors (default: all)")
     _add_password_source(create)
     create.set_defaults(func=cmd_create)
@@ -48,7 +50,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     update.add_argument("username", help="the login name")
     update.add_argument("--role", choices=ROLES, default=None, help="the new role")
     update.add_argument("--display-name", default=None, help="the new name people see")
-    update.add_argument("--provinces", default=None, help="comma-separated province codes, or 'all'")
+    update.add_argument("--provinces", default=None, help="comma-separated provinces, code or name, or 'all'")
     update.add_argument("--sectors", default=None, help="comma-separated sectors, or 'all'")
     update.set_defaults(func=cmd_update)
 
@@ -100,7 +102,7 @@ def cmd_create(args: argparse.Namespace) -> int:
             username=username,
             password=password,
             role=args.role,
-            scope=Scope.of(provinces=scope_names(args.provinces), sectors=scope_names(args.sectors)),
+            scope=Scope.of(provinces=scope_provinces(args.provinces), sectors=scope_names(args.sectors)),
             display_name=args.display_name,
             actor=ACTOR,
         )
@@ -133,7 +135,7 @@ def cmd_update(args: argparse.Namespace) -> int:
         if args.provinces is not None or args.sectors is not None:
             current = get_user(conn, username=args.username).scope
             scope = Scope.of(
-                provinces=scope_names(args.provinces) if args.provinces is not None else current.provinces,
+                provinces=scope_provinces(args.provinces) if args.provinces is not None else current.provinces,
                 sectors=scope_names(args.sectors) if args.sectors is not None else current.sectors,
             )
         changes = UserChanges(display_name=args.display_name, role=args.role, scope=scope)
