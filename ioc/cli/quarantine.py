@@ -20,6 +20,18 @@ def _filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reason", default=None, help="only this reason (e.g. invalid_json, credential_revoked)")
     parser.add_argument("--since", type=datetime.fromisoformat, default=None, help="received at or after (ISO 8601)")
     parser.add_argument("--until", type=datetime.fromisoformat, default=None, help="received before (ISO 8601)")
+    stored = parser.add_mutually_exclusive_group()
+    stored.add_argument(
+        "--partial",
+        dest="partial",
+        action="store_const",
+        const=True,
+        default=None,
+        help="only messages stored in part (some readings refused)",
+    )
+    stored.add_argument(
+        "--whole", dest="partial", action="store_const", const=False, help="only messages refused whole"
+    )
 
 
 def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -47,7 +59,12 @@ def _filter(args: argparse.Namespace) -> QuarantineFilter:
     from store.scope import EVERYTHING
 
     return QuarantineFilter(
-        scope=EVERYTHING, device_id=args.device, reason=args.reason, since=args.since, until=args.until
+        scope=EVERYTHING,
+        device_id=args.device,
+        reason=args.reason,
+        since=args.since,
+        until=args.until,
+        partial=args.partial,
     )
 
 
@@ -64,9 +81,10 @@ def cmd_list(args: argparse.Namespace) -> int:
                 )
             return 0
         for e in list_quarantined(conn, flt, limit=args.limit):
+            stored = f"  {e.readings_stored} stored, {e.readings_refused} refused" if e.partial else ""
             print(
                 f"{e.id:>8}  {e.received_at:%Y-%m-%d %H:%M:%S}  {e.reason:<22} {e.device_id or '-':<24} "
-                f"{e.payload_size:>8} B  {e.topic[:80]}"
+                f"{e.payload_size:>8} B  {e.topic[:80]}{stored}"
             )
     return 0
 
@@ -97,8 +115,8 @@ def cmd_purge(args: argparse.Namespace) -> int:
     from store.quarantine import purge_quarantined
 
     flt = _filter(args)
-    if not args.all and all(v is None for v in (args.device, args.reason, args.since, args.until)):
-        print("ioc: give a filter (--device, --reason, --since, --until) or --all")
+    if not args.all and all(v is None for v in (args.device, args.reason, args.since, args.until, args.partial)):
+        print("ioc: give a filter (--device, --reason, --since, --until, --partial, --whole) or --all")
         return 2
     with command_database() as conn:
         purged = purge_quarantined(conn, flt)
@@ -107,7 +125,7 @@ def cmd_purge(args: argparse.Namespace) -> int:
             actor=ACTOR,
             action="quarantine_purged",
             target="quarantine",
-            details={"purged": purged, "device_id": args.device, "reason": args.reason},
+            details={"purged": purged, "device_id": args.device, "reason": args.reason, "partial": args.partial},
         )
     print(f"purged {purged} quarantined messages")
     return 0

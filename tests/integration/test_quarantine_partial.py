@@ -5,6 +5,9 @@ partial refusals; a message that is bad as a whole is still refused whole."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -186,6 +189,23 @@ def test_a_mixed_message_stores_its_good_readings_and_quarantines_each_bad_one_w
         ]
         assert one.json()["payload_text"] == senml.decode()
         assert api.get("/quarantine", params={"partial": "maybe"}, headers=admin).status_code == 422
+
+    # The same split on the center's machine: `ioc quarantine list --partial | --whole`.
+    def listed(flag: str) -> list[str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "ioc", "quarantine", "list", flag],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+            env={**os.environ, "IOC_DATABASE_URL": database.url},
+        )
+        return done.stdout.splitlines()
+
+    partial_lines = listed("--partial")
+    assert len(partial_lines) == 3
+    assert any(line.endswith(f"{TOPIC}/senml  2 stored, 3 refused") for line in partial_lines), partial_lines
+    assert sorted(line.split()[3] for line in listed("--whole")) == ["invalid_json", "unknown_device", "unknown_metric"]
 
 
 def test_reading_a_bus_trackers_quarantined_message_with_its_position_is_an_audited_location_read(
