@@ -307,10 +307,19 @@ class StreamScorer:
             found.last_anomaly_ts = saved.last_anomaly_ts
             if saved.gate is not None:
                 found.gate.load(saved.gate)
+        self._declare_normal_steps(found.detector, info.type_code, metric)
         for alarm in self._open_marks.pop(key, ()):
             self._apply_open(found, alarm)
         self.series[key] = found
         return found
+
+    def _declare_normal_steps(self, detector: Detector, type_code: str, metric: str) -> None:
+        """Tell a detector that can take it which sudden steps its metric's type calls normal (catalog)."""
+        declare = getattr(detector, "declare_normal_steps", None)
+        dtype = self.catalog.get(type_code)
+        spec = None if dtype is None else dtype.metric(metric)
+        if callable(declare) and spec is not None and spec.normal_steps is not None:
+            declare(spec.normal_steps)
 
     def joint_sets(self, type_code: str) -> list[tuple[str, ...]]:
         """The metric sets a device of this type is watched on jointly (none without a joint factory)."""

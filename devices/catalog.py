@@ -22,10 +22,12 @@ from core.errors import IocError
 Sector = Literal["agriculture", "energy", "transport", "health"]
 RuleKind = Literal["threshold_above", "threshold_below", "rate_of_change", "stuck", "silent", "low_battery"]
 Severity = Literal["critical", "major", "minor", "warning"]
+StepDirection = Literal["up", "down", "both"]
 
 SECTORS: Final[tuple[Sector, ...]] = get_args(Sector)
 RULE_KINDS: Final[tuple[RuleKind, ...]] = get_args(RuleKind)
 SEVERITIES: Final[tuple[Severity, ...]] = get_args(Severity)
+STEP_DIRECTIONS: Final[tuple[StepDirection, ...]] = get_args(StepDirection)
 
 CATALOG_RESOURCE: Final = "device_types.json"
 CATALOG_SCHEMA_VERSION: Final = 1
@@ -60,7 +62,7 @@ _TYPE_KEYS: Final = frozenset({"code", "name", "sector", "description", "report_
 # The Vietnamese name, shown first by the console; aliases: other names people type ("fridge").
 _TYPE_OPTIONAL_KEYS: Final = frozenset({"name_vi", "aliases"})
 _METRIC_KEYS: Final = frozenset({"name", "unit", "description", "min", "max"})
-_METRIC_OPTIONAL_KEYS: Final = frozenset({"group"})
+_METRIC_OPTIONAL_KEYS: Final = frozenset({"group", "normal_steps"})
 _RULE_KEYS: Final = frozenset({"kind", "duration_s", "severity", "message"})
 _RULE_OPTIONAL_KEYS: Final = frozenset({"metric", "value"})
 
@@ -82,6 +84,9 @@ class MetricSpec:
     min: float
     max: float
     group: str | None = None
+    # Sudden steps in this direction are part of normal operation ("up": a field's irrigation, a tank's refill;
+    # "both": rain beginning and ending), not a fault, however rare: the learned detectors need not have seen one.
+    normal_steps: StepDirection | None = None
 
     def in_range(self, value: float) -> bool:
         return self.min <= value <= self.max
@@ -282,8 +287,15 @@ def _parse_metric(raw: object, *, where: str) -> MetricSpec:
     if not low < high:
         raise CatalogError(f"{where}: field 'min' ({low}) must be below field 'max' ({high})")
     group = _name(obj, "group", where) if "group" in obj else None
+    steps = _literal(obj, "normal_steps", STEP_DIRECTIONS, where) if "normal_steps" in obj else None
     return MetricSpec(
-        name=name, unit=unit, description=_text(obj, "description", where), min=low, max=high, group=group
+        name=name,
+        unit=unit,
+        description=_text(obj, "description", where),
+        min=low,
+        max=high,
+        group=group,
+        normal_steps=steps,
     )
 
 

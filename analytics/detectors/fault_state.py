@@ -5,18 +5,21 @@ Every test is against what this series has shown while normal, so a series whose
 switching on and off, a bus stopping) needs a larger departure than a smooth one. Onsets:
 - `jump`: a step from the previous reading far beyond the largest normal step (a spike, the start of a level
   shift). It lasts while the readings stay nearer the level they jumped to than the level they left, so a
-  spike is one point and a shift lasts as long as the shift;
-- `volatile`: several large steps close together, beyond a high quantile of normal steps (a noise burst). It
-  lasts until the steps are calm again;
+  spike is one point and a shift lasts as long as the shift. A jump landing back near the series' slow level is
+  the end of a fault the state did not hold (a drift that snaps back): anomalous for that one reading;
+- `volatile`: several large steps close together, beyond a high quantile of normal steps (a noise burst; also
+  a jump followed by more large steps). It lasts until the steps are calm again;
 - `out_of_range`: a value well outside the range seen while normal (a drift that has built up, a shift
   hidden in a smooth trend). It lasts while the value stays outside;
 - `stuck`: identical readings in a row on a value the series has not rested on for long, improbably long given
-  how often it repeats itself (and, for a series that rests for long, longer than its rests by a margin). It
-  lasts while the run does. A repeat while the whole device rests (the caller says so: a parked bus freezes
-  every metric at once, a stuck sensor freezes alone) is a rest, never `stuck`, and does not count toward a
-  later stuck run; a value a run once stayed on, even one flagged stuck (a humidity sensor's 98 % cap at
-  night), is a value the series rests on;
+  how often it repeats itself away from its rests (and, for a series that rests for long on values other than
+  zero, longer than its rests by a margin). It lasts while the run does. A repeat while the whole device rests
+  (the caller says so: a parked bus freezes every metric at once, a stuck sensor freezes alone) is a rest, never
+  `stuck`, and does not count toward a later stuck run; a value a run once stayed on, even one flagged stuck (a
+  humidity sensor's 98 % cap at night), is a value the series rests on;
 - `new_state`: a third value in a series that has only ever taken two (a binary state gone wrong).
+No step starts a state when it spans missing readings (the caller gives reading times) or when the device's type
+declares steps that way normal (`normal_step`: an irrigation, a tank's refill, rain).
 While anomalous nothing is learnt (a fault does not become the normal); after `max_anomalous_points` the
 state ends and the series learns again (a change that lasts that long is the new normal).
 """
@@ -31,6 +34,9 @@ STATE_VERSION: Final = 1
 REST_VALUES: Final = 4  # values a series rests on (0 of a stopped pump, the night's 0 of a solar panel), kept
 LONG_REST_RUN: Final = 10  # a series with runs this long rests for real (rather than repeating by chance)
 RETURN_POINTS: Final = 5  # a step back this soon after a jump state ended is its end, not a new fault
+GAP_INTERVALS: Final = 2.5  # this many usual intervals without a reading: readings are missing
+# `FaultState.normal_step`: 1 (up), -1 (down), this (either way) or 0 (none): which sudden steps are normal.
+BOTH_WAYS: Final = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +61,8 @@ class FaultStateConfig:
     stuck_margin: float = 2.5  # ... or, on a value the series rests on, longer than this x its longest rest
     max_anomalous_points: int = 300
     max_step_decay: float = 1.0  # the largest normal step forgets (per normal point): 1 never
+    slow_alpha: float = 0.02  # the slow level of normal readings (~50 points), which lags behind a creeping fault
+    return_share: float = 0.5  # a jump landing this near the slow level (share of the step) is a fault ending
 
 
 _FLOATS: Final = (
@@ -71,6 +79,9 @@ _FLOATS: Final = (
     "s2",
     "s3",
     "swing_max",
+    "slow",
+    "last_t",
+    "interval",
 )
 _INTS: Final = (
     "n",
@@ -80,6 +91,7 @@ _INTS: Final = (
     "run",
     "run_rested",
     "repeats",
+    "rest_repeats",
     "other_run_max",
     "recent",
     "anomalous_points",
@@ -90,7 +102,7 @@ _INTS: Final = (
 class FaultState:
     """The anomalous state of one series; `step(x)` feeds one value and returns the state after it."""
 
-    __slots__ = (*_FLOATS, *_INTS, "anomalous", "config", "distinct", "onset", "resting", "rests")
+    __slots__ = (*_FLOATS, *_INTS, "anomalous", "config", "distinct", "normal_step", "onset", "resting", "rests")
 
     def __init__(self, config: FaultStateConfig | None = None) -> None:
         self.config = config or FaultStateConfig()
@@ -106,9 +118,13 @@ class FaultState:
         self.step_q = 0.0
         self.s1 = self.s2 = self.s3 = 0.0  # the three step sizes before this one
         self.swing_max = 0.0  # the largest sum of four consecutive normal step sizes
+        self.slow = math.nan  # slow EWMA of normal readings (NaN: none yet)
+        self.last_t = -math.inf  # reading time of the last reading, when the caller gives times
+        self.interval = 0.0  # the usual time between readings (0: not known yet)
         self.run = 0  # identical readings in a row beyond the first
         self.run_rested = 0  # of those, the ones made while the whole device rested
         self.repeats = 0  # normal readings equal to the one before
+        self.rest_repeats = 0  # of those, the ones in long runs (rests): not chance repeats
         self.rests: dict[float, int] = {}  # value → longest normal run on it, for the values rested on longest
         self.other_run_max = 0  # longest normal run on any other value
         self.distinct: list[float] = []  # up to three distinct values seen (two: a binary series)
@@ -116,6 +132,10 @@ class FaultState:
         self.anomalous = False
         self.resting = False  # this repeat came while the whole device rests
         self.onset = ""  # why the current (or last) anomalous state began
+        # 1 / -1 / `BOTH_WAYS`: sudden steps up / down / either way are normal for this series (its device type
+        # says so); 0: none are.
+        # Configuration from the catalog, set by the owner after creating or restoring the state (not saved).
+        self.normal_step = 0
         self.anomalous_points = 0
         self.calm = 0
         self.baseline = 0.0  # a `jump`'s level before and after the step
@@ -152,9 +172,21 @@ class FaultState:
         return found
 
     # one point -------------------------------------------------------------------------------------------
-    def update(self, x: float, *, resting: bool = False) -> bool:
+    def update(self, x: float, *, resting: bool = False, t: float | None = None) -> bool:
         """Feed value `x` (not NaN); return whether the series is anomalous after it. `resting`: the device as a
-        whole is at rest (most of its metrics repeat at this reading), so a repeat here is a rest."""
+        whole is at rest (most of its metrics repeat at this reading), so a repeat here is a rest. `t`: its reading
+        time in seconds, if known: a step across missing readings (a lost link) is no sudden step."""
+        gap = False
+        if t is not None:
+            # The usual time between readings is the shortest seen; a reading after a longer wait than
+            # `GAP_INTERVALS` of them follows missing readings. Written out: this runs once per reading.
+            dt = t - self.last_t
+            self.last_t = t
+            if 0.0 < dt < math.inf:
+                if dt < self.interval or self.interval <= 0.0:
+                    self.interval = dt
+                else:
+                    gap = dt > GAP_INTERVALS * self.interval
         self.n += 1
         if self.n == 1:
             self.lo = self.hi = self.prev = x
@@ -180,6 +212,16 @@ class FaultState:
         if self.anomalous:
             return self._hold(x, size, swing)
         learning = self.moves < self.config.learn_points
+        normal_step = self.normal_step
+        if (gap or normal_step) and not learning:
+            along = size if gap or normal_step == BOTH_WAYS else (x - prev) * normal_step
+            if along > self._volatile_bar():
+                # A step the device's type calls normal (an irrigation, a refill, rain), or one across missing
+                # readings: its new level is learnt, its size is not (it would blunt the step tests), and it starts
+                # no state.
+                self.s1 = 0.0
+                self._learn(x, size, repeated, binary=binary, value_only=True)
+                return False
         onset = "" if learning else self._onset(x, size, swing, binary=binary, new=new_value)
         if onset:
             self.onset = onset
@@ -187,6 +229,8 @@ class FaultState:
             self.anomalous_points = 1
             self.calm = 0
             self.baseline, self.jumped_to = prev, x
+            if onset == "return":
+                self.onset, self.baseline = "jump", x  # a jump with no step to hold: it ends at the next reading
             return True
         self._learn(x, size, repeated, binary=binary)
         self.swing_max = max(self.swing_max, swing)
@@ -204,6 +248,10 @@ class FaultState:
         if size > max(cfg.jump_z * self.step, cfg.jump_margin * self.step_max):
             if self._reset(x) or self._returning(x):
                 return ""
+            if abs(x - self.slow) < cfg.return_share * size:
+                # Back near the series' slow level: a fault the state did not hold (a drift, a leak) just ended.
+                # Flagged for this reading only (see `update`), the step is not learnt.
+                return "return"
             return "jump"
         if self.recent.bit_count() >= cfg.volatile_points and swing > cfg.volatile_margin * self.swing_max:
             return "volatile"
@@ -238,15 +286,20 @@ class FaultState:
             # a rest lasts depends on how much of one the learning saw (a night begun at 2 am is a short night).
             return False
         run = self.run - self.run_rested  # repeats while the whole device rested are rests
-        rest_max = max(self.rests.values(), default=0)
-        if rest_max >= LONG_REST_RUN:
-            # A series that rests for long (a parked bus, a pump between cycles) cannot tell a stuck sensor from a
-            # rest until the run outlasts its longest rest by the margin.
-            return run > cfg.stuck_margin * rest_max
-        if run <= max(self.other_run_max, rested or 0):
+        long_rests = [r for v, r in self.rests.items() if r >= LONG_REST_RUN and v != 0.0]
+        if long_rests or self.other_run_max >= LONG_REST_RUN:
+            # A series that rests for long on other values than zero (a parked bus, a day's energy total over the
+            # night, a congested road) cannot tell a stuck sensor from a rest until the run outlasts its longest
+            # rest by the margin.
+            return run > cfg.stuck_margin * max(*long_rests, self.other_run_max, self.rests.get(0.0, 0))
+        # A series that rests for long only at zero (a pump, a solar panel at night) is judged on its other
+        # values alone: their longest runs, and how often it repeats itself away from its rests.
+        short_max = max((r for r in self.rests.values() if r < LONG_REST_RUN), default=0)
+        if run <= max(cfg.stuck_margin * max(self.other_run_max, short_max), rested or 0):
             return False
         # How often this series repeats itself while normal (Laplace-smoothed), to the power of the run.
-        p = (self.repeats + 1) / (self.n + 2)
+        chance = max(self.repeats - self.rest_repeats, 0)
+        p = (chance + 1) / (max(self.n - self.rest_repeats, chance) + 2)
         return run * math.log(p) < math.log(cfg.stuck_improbability)
 
     def _end_run(self, value: float) -> None:
@@ -269,7 +322,7 @@ class FaultState:
         else:
             self.other_run_max = max(self.other_run_max, run)
 
-    def _learn(self, x: float, size: float, repeated: bool, *, binary: bool) -> None:
+    def _learn(self, x: float, size: float, repeated: bool, *, binary: bool, value_only: bool = False) -> None:
         cfg = self.config
         if len(self.distinct) < 3 and x not in self.distinct:
             self.distinct.append(x)
@@ -277,8 +330,14 @@ class FaultState:
             self.falls += 1
         self.lo = min(self.lo, x)
         self.hi = max(self.hi, x)
+        slow = self.slow
+        self.slow = x if slow != slow else slow + cfg.slow_alpha * (x - slow)  # noqa: PLR0124 - NaN test, hot path
+        if value_only:
+            return
         if repeated:
             self.repeats += 1
+            if self.run >= LONG_REST_RUN:
+                self.rest_repeats += LONG_REST_RUN if self.run == LONG_REST_RUN else 1
             return  # a series resting on a value says nothing about the size of its steps
         self.moves += 1
         if binary:
@@ -301,8 +360,14 @@ class FaultState:
             still = abs(x - self.jumped_to) < away and away > cfg.hold_steps * self.step * math.sqrt(
                 self.anomalous_points
             )
+            self.recent = ((self.recent << 1) | int(size > self._volatile_bar())) & ((1 << cfg.volatile_window) - 1)
+            if not still and self.recent.bit_count() >= cfg.volatile_points:
+                # Not one step away and back (a spike) but large steps one after another: noise.
+                self.onset = "volatile"
+                self.calm = 0
+                still = True
         elif onset == "volatile":
-            self.calm = 0 if size > self._volatile_bar() or swing > self.swing_max else self.calm + 1
+            self.calm = 0 if size > self._volatile_bar() else self.calm + 1
             still = self.calm < cfg.calm_points
         elif onset == "out_of_range":
             still = self._outside(x, cfg.range_margin / 2)

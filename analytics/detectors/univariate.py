@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from analytics.detectors.fault_state import FaultState, FaultStateConfig
+from analytics.detectors.fault_state import BOTH_WAYS, FaultState, FaultStateConfig
 
 STATE_VERSION = 3  # 2 added the window-feature ranges, 3 the anomalous state; older states are upgraded
 SECONDS_PER_DAY = 86400.0
@@ -131,6 +131,12 @@ class UnivariateDetector:
         """Whether the series is anomalous after the last point (the `is_anomaly` state)."""
         return self.fault.anomalous
 
+    def declare_normal_steps(self, direction: str | None) -> None:
+        """Sudden steps in `direction` ("up", "down" or "both"; None: neither) are normal operation for this series
+        (its device type says so: an irrigation, a refill, rain), so they start no anomalous state. Not saved: the
+        caller declares it again after `from_state`."""
+        self.fault.normal_step = {"up": 1, "down": -1, "both": BOTH_WAYS}.get(direction or "", 0)
+
     def state_dict(self) -> dict[str, Any]:
         """The learned state as JSON-compatible values (floats, ints, lists, None)."""
         state: dict[str, Any] = {name: getattr(self, name) for name in _SCALARS}
@@ -172,7 +178,7 @@ class UnivariateDetector:
         cfg = self.config
         fault = self.fault
         was_anomalous = fault.anomalous
-        fault.update(x, resting=resting)
+        fault.update(x, resting=resting, t=t)
         volatile_onset = fault.anomalous and not was_anomalous and fault.onset == "volatile"
         n = self.n = self.n + 1
         if n == 1:

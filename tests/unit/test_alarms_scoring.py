@@ -297,3 +297,22 @@ def test_precision_is_on_incidents_and_legitimate_rule_alarms_are_counted_apart(
     assert (report["incidents"], report["false_incidents"], report["legitimate_incidents"]) == (2, 1, 1)
     assert report["precision"] == 0.5 and report["recall"] == 1.0
     assert report["per_kind"]["level_shift"]["precision"] == 1.0  # type: ignore[index]
+
+
+def test_steps_the_catalog_calls_normal_reach_the_production_detector_and_raise_nothing() -> None:
+    # A soil probe's moisture dries slowly, then is irrigated (+12 % at once): the catalog says upward steps are
+    # normal for it, so the production detector starts no state; its temperature has no such declaration.
+    from analytics.detector_state import new_detector
+
+    probe = DeviceInfo("soil_probe", "can-tho", "agriculture")
+    scorer = StreamScorer(load_catalog(), JobConfig(), detector_factory=new_detector)
+    moisture = [(i * 900.0, round(30.0 - 0.01 * i + 0.15 * ((i * 7) % 5 - 2), 2)) for i in range(300)]
+    irrigated = [(t, x + 12.0 if i >= 250 else x) for i, (t, x) in enumerate(moisture)]
+    out = scorer.score(_rows("sp-1", "soil_moisture", irrigated), {"sp-1": probe})
+    assert out.readings == 300
+    assert out.anomalies == []
+    series = scorer.series[("sp-1", "soil_moisture")].detector
+    assert getattr(series, "fault").normal_step == 1  # noqa: B009 - the production detector's state
+    heated = [(t, x + 12.0 if i >= 250 else x) for i, (t, x) in enumerate(moisture)]
+    out = scorer.score(_rows("sp-1", "soil_temperature", heated), {"sp-1": probe})
+    assert [a.ts for a in out.anomalies][:1] == [250 * 900.0]  # the same step on another metric is a fault

@@ -93,7 +93,13 @@ def test_soil_probe_metrics(catalog: Catalog) -> None:
     assert probe.sector == "agriculture"
     assert probe.metric_names == ("soil_moisture", "soil_temperature", "soil_ec", "battery_v")
     assert probe.metric("soil_moisture") == MetricSpec(
-        name="soil_moisture", unit="%", description="Volumetric water content", min=0.0, max=100.0, group="moisture"
+        name="soil_moisture",
+        unit="%",
+        description="Volumetric water content",
+        min=0.0,
+        max=100.0,
+        group="moisture",
+        normal_steps="up",  # irrigation
     )
     ec = probe.metric("soil_ec")
     assert ec is not None
@@ -268,6 +274,11 @@ BROKEN: list[tuple[str, Any, str]] = [
         "group with one member",
         lambda d: _type(d, "soil_probe")["metrics"][1].update(group="alone"),  # soil_temperature, in no group
         r"device type 'soil_probe': group\(s\) 'alone' have a single metric",
+    ),
+    (
+        "unknown direction of normal steps",
+        lambda d: _type(d, "soil_probe")["metrics"][0].update(normal_steps="sideways"),
+        r"device type 'soil_probe': metrics\[0\] 'soil_moisture': field 'normal_steps' must be one of up, down, both",
     ),
     (
         "missing field",

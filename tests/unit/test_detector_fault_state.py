@@ -173,3 +173,75 @@ def test_a_state_saved_before_a_field_was_added_loads_with_that_field_fresh() ->
     restored = FaultState.from_state(json.loads(json.dumps(saved)))
     assert restored.run_rested == 0
     assert restored.state_dict() == state.state_dict()
+
+
+def _drifted(values: list[float], *, start: int, end: int, total: float) -> list[float]:
+    out = list(values)
+    for i in range(start, end):
+        out[i] = round(out[i] + total * (i - start + 1) / (end - start), 2)
+    return out
+
+
+def test_the_step_back_at_the_end_of_a_drift_is_one_anomalous_reading_not_a_new_fault() -> None:
+    # A slow drift the state may not hold; when it ends the reading snaps back to the series' own level. That step
+    # is the fault ending: at most its one reading is anomalous, the normal readings after it are not.
+    values = _drifted(_noisy(600), start=300, end=340, total=-7.0)
+    states = _states(values)
+    assert not any(states[:300])
+    assert sum(states[340:342]) <= 1
+    assert not any(states[342:])
+
+
+def test_steps_the_type_calls_normal_start_no_state_and_the_other_direction_still_does() -> None:
+    # An oxygen tank refilled over 30 readings: its level climbs in large steps, then is drawn down again.
+    rng = random.Random(4)
+    values = [round(60.0 - 0.05 * i + rng.gauss(0.0, 0.02), 2) for i in range(400)]
+    for i in range(300, 330):
+        values[i:] = [v + 2.3 for v in values[i:]]
+    for i in range(300, 400):
+        values[i] = round(values[i], 2)
+    declared = FaultState()
+    declared.normal_step = 1
+    assert not any(declared.update(x) for x in values)
+    assert declared.hi > 100.0  # the refilled level is learnt as normal
+    undeclared = FaultState()
+    assert any(undeclared.update(x) for x in values)
+    # A sudden drop is still a fault for the declared series.
+    assert declared.update(values[-1] - 30.0)
+
+
+def test_a_step_across_missing_readings_starts_no_state() -> None:
+    values = _noisy(400)
+    after_gap = [*values[:300], *[v + 8.0 for v in values[300:]]]
+    times = [60.0 * i for i in range(300)] + [60.0 * (i + 12) for i in range(300, 400)]  # 12 readings lost
+    state = FaultState()
+    assert not any(state.update(x, t=t) for x, t in zip(after_gap, times, strict=True))
+    without_gap = FaultState()
+    assert any(without_gap.update(x, t=60.0 * i) for i, x in enumerate(after_gap))
+
+
+def test_a_series_resting_only_at_zero_is_stuck_on_another_value_in_a_few_readings() -> None:
+    # A pump: off (0.0) for long runs, running at a noisy current in between. Stuck while running is a fault.
+    rng = random.Random(5)
+    values: list[float] = []
+    while len(values) < 600:
+        values += [0.0] * 30 + [round(110.0 + rng.gauss(0.0, 3.0), 1) for _ in range(40)]
+    stuck_at = next(i for i in range(500, 600) if values[i] > 0.0 and values[i + 12] > 0.0)
+    for i in range(stuck_at, stuck_at + 12):
+        values[i] = values[stuck_at]
+    states = _states(values[: stuck_at + 12])
+    assert not any(states[:stuck_at])
+    assert any(states[stuck_at : stuck_at + 6])
+
+
+def test_noise_that_begins_with_a_jump_stays_anomalous_as_volatile() -> None:
+    rng = random.Random(11)
+    values = _noisy(500)
+    values[300] += 12.0
+    for i in range(301, 315):
+        values[i] += rng.choice((-1.0, 1.0)) * rng.uniform(6.0, 9.0)
+    state = FaultState()
+    states = [state.update(x) for x in values]
+    assert states[300]
+    assert sum(states[300:315]) >= 12
+    assert not any(states[320:])
