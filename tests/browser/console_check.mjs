@@ -1,14 +1,15 @@
 // Drives the live console in Debian's Chromium against a running center and reports what it saw as JSON (last line
-// of stdout): `node console_check.mjs BASE_URL USERNAME PASSWORD ALARM_ID SCREENSHOT_DIR`.
+// of stdout): `node console_check.mjs BASE_URL USERNAME PASSWORD ALARM_ID SCREENSHOT_DIR VIEWER ADMIN`.
+// USERNAME is an operator; VIEWER and ADMIN are a viewer and an admin with the same password.
 // Run by tests/integration/test_console.py, which publishes through the broker when this script asks on stdout
 // (`WATCHING`) and answers on stdin (`WATCH device metric value` before, nothing after); this script only looks.
 import { createInterface } from "node:readline";
 
 import { chromium } from "playwright-core";
 
-const [baseUrl, username, password, alarmId, shotDir] = process.argv.slice(2);
-if (!shotDir) {
-  console.error("usage: node console_check.mjs BASE_URL USERNAME PASSWORD ALARM_ID SCREENSHOT_DIR");
+const [baseUrl, username, password, alarmId, shotDir, viewer, admin] = process.argv.slice(2);
+if (!admin) {
+  console.error("usage: node console_check.mjs BASE_URL USERNAME PASSWORD ALARM_ID SCREENSHOT_DIR VIEWER ADMIN");
   process.exit(2);
 }
 const TIMEOUT_MS = 20_000;
@@ -30,6 +31,9 @@ const report = {
   storage: {},
   reading: {},
   ack: {},
+  assign: {},
+  viewer: {},
+  admin: {},
   labels: {},
   streamDown: {},
   kiosk: {},
@@ -67,6 +71,24 @@ async function labels(page) {
   }));
 }
 
+async function logIn(page, user) {
+  await page.fill('input[name="username"]', user);
+  await page.fill('input[name="password"]', password);
+  await page.click('button[type="submit"]');
+  await page.waitForSelector(`[data-user="${user}"]`, { timeout: TIMEOUT_MS });
+}
+
+// The alarm ids the feed shows, and how many of them are assigned to `user`.
+const feedRows = (page, user) =>
+  page.$$eval(
+    ".alarms [data-alarm-id]",
+    (rows, who) => ({
+      ids: rows.map((r) => Number(r.getAttribute("data-alarm-id"))),
+      assigned: rows.filter((r) => r.querySelector(`[data-assignee="${who}"]`)).length,
+    }),
+    user,
+  );
+
 let phase = "load";
 try {
   const context = await browser.newContext({ viewport: { width: 1366, height: 768 }, locale: "vi-VN" });
@@ -81,7 +103,9 @@ try {
   });
   const page = await context.newPage();
   page.on("console", (message) => {
-    if (message.type() === "error") report.consoleErrors.push(`[${phase}] ${message.text()}`);
+    // A refused request is logged by Chromium without its address: add it, to tell an expected refusal from a fault.
+    const where = message.text().startsWith("Failed to load resource") ? ` ${message.location().url}` : "";
+    if (message.type() === "error") report.consoleErrors.push(`[${phase}] ${message.text()}${where}`);
   });
   page.on("pageerror", (error) => report.pageErrors.push(`[${phase}] ${error.message}`));
   let refreshes = 0;
@@ -131,6 +155,32 @@ try {
   await page.click(`${row} [data-action="ack"]`);
   await page.waitForSelector(`${row}[data-status="acknowledged"]`, { timeout: TIMEOUT_MS });
   report.ack = { alarmId: Number(alarmId), shownStatus: await page.getAttribute(row, "data-status") };
+
+  // Take the alarm ("Assign to me"), then keep only the alarms assigned to me, then all of them again.
+  phase = "assign";
+  await page.click(`${row} [data-action="assign-me"]`);
+  await page.waitForSelector(`${row} [data-assignee="${username}"]`, { timeout: TIMEOUT_MS });
+  report.assign.shown = await page.textContent(`${row} [data-assignee]`);
+  report.assign.assignMeLeft = await page.$$eval(`${row} [data-action="assign-me"]`, (els) => els.length);
+  report.assign.before = await feedRows(page, username);
+  await page.check('[data-filter="mine"]');
+  await page.waitForFunction(
+    (who) => {
+      const rows = [...document.querySelectorAll(".alarms [data-alarm-id]")];
+      return rows.length > 0 && rows.every((r) => r.querySelector(`[data-assignee="${who}"]`));
+    },
+    username,
+    { timeout: TIMEOUT_MS },
+  );
+  report.assign.mine = await feedRows(page, username);
+  await shot(page, "console-alarms-mine-vi-laptop.png");
+  await page.uncheck('[data-filter="mine"]');
+  await page.waitForFunction(
+    (n) => document.querySelectorAll(".alarms [data-alarm-id]").length === n,
+    report.assign.before.ids.length,
+    { timeout: TIMEOUT_MS },
+  );
+  report.assign.after = await feedRows(page, username);
   await page.waitForTimeout(800); // the KPI tiles and the map finish their first loads
   await shot(page, "console-overview-vi-laptop.png");
 
@@ -221,6 +271,37 @@ try {
     sessionLeft: await page.evaluate(() => sessionStorage.getItem("ioc.session")),
   };
   report.refreshes = refreshes;
+
+  // A viewer sees who has the alarm, and no control to change it.
+  phase = "viewer";
+  await logIn(page, viewer);
+  await page.waitForSelector(`${row} [data-assignee="${username}"]`, { timeout: TIMEOUT_MS });
+  report.viewer = {
+    assignee: await page.textContent(`${row} [data-assignee]`),
+    controls: await page.$$eval(".alarms [data-action], .alarms [data-filter='mine'], .alarms input", (els) => els.length),
+  };
+  await shot(page, "console-alarms-viewer-vi-laptop.png");
+  await page.click("[data-logout]");
+  await page.waitForSelector("[data-login-form]", { timeout: TIMEOUT_MS });
+
+  // An admin gives it by username: a name that cannot take it is refused with the center's reason, on screen;
+  // the suggestions are the people who could. Then the admin takes it back from the operator.
+  phase = "admin";
+  await logIn(page, admin);
+  await page.waitForSelector(`${row} [data-action="assign"]`, { timeout: TIMEOUT_MS });
+  await page.click(`${row} [data-action="assign"]`);
+  await page.waitForSelector(`${row} datalist option[value="${username}"]`, { state: "attached", timeout: TIMEOUT_MS });
+  report.admin.suggestions = await page.$$eval(`${row} datalist option`, (els) => els.map((el) => el.getAttribute("value")));
+  await page.fill(`${row} [data-assignee-input]`, "nobody");
+  await page.click(`${row} [data-action="assign-send"]`);
+  await page.waitForSelector("[data-alarm-error]", { timeout: TIMEOUT_MS });
+  report.admin.error = await page.textContent("[data-alarm-error]");
+  report.admin.formStaysOpen = (await page.$(`${row} [data-assignee-input]`)) !== null;
+  await shot(page, "console-alarms-refused-vi-laptop.png");
+  await page.click(`${row} [data-action="unassign"]`);
+  await page.waitForSelector(`${row} [data-assignee=""]`, { timeout: TIMEOUT_MS });
+  report.admin.unassigned = await page.textContent(`${row} [data-assignee]`);
+  report.admin.errorLeft = await page.$$eval("[data-alarm-error]", (els) => els.length);
 } catch (error) {
   report.error = `${phase}: ${error instanceof Error ? error.message : String(error)}`;
 } finally {

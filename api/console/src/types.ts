@@ -117,6 +117,18 @@ export interface Alarm {
   acknowledged_at: string | null;
   cleared_by: string | null;
   cleared_at: string | null;
+  assigned_to: string | null; // a username
+  assigned_at: string | null;
+}
+
+// GET /users (admins only): who an admin may give an alarm to.
+export interface UserSummary {
+  username: string;
+  display_name: string;
+  role: Role;
+  provinces: string[] | null; // null: every province
+  sectors: string[] | null;
+  disabled: boolean;
 }
 
 export interface SectorKpi {
@@ -198,4 +210,5 @@ export interface AlarmEvent {
   severity: Severity;
   kind: string;
   message: string;
+  assigned_to: string | null;
 }

@@ -1,17 +1,53 @@
-// The alarm feed: most severe first, then the longest standing; acknowledge, clear and comment for operators.
-// The bodies carry no actor: the center takes it from the token.
+// The alarm feed: most severe first, then the longest standing; acknowledge, clear, comment and assign for
+// operators (admins may also give an alarm to someone else by username). The bodies carry no actor: the center takes
+// it from the token. A refused change is said in the feed, in the operator's language, with the center's reason.
 
 import { useState } from 'preact/hooks';
 
 import { ApiError } from '../api';
 import { canOperate, provinceName, useCenter, useLive, useNow, usePolled } from '../center';
-import type { Alarm, AlarmStatus, Severity } from '../types';
+import type { Key, Translate } from '../i18n';
+import type { Alarm, AlarmStatus, Me, Severity, UserSummary } from '../types';
 import { SEVERITIES } from '../types';
 import { SeverityMark } from './marks';
 
 type StatusFilter = 'open' | AlarmStatus;
 const STATUS_FILTERS: readonly StatusFilter[] = ['open', 'active', 'acknowledged', 'cleared'];
 const FEED_LIMIT = 200;
+const USERS_REFRESH_MS = 300_000; // an admin's list of possible assignees is loaded again every 5 minutes
+// What a refusal means here; the center's own reason follows it.
+const REFUSALS: Record<number, Key> = {
+  403: 'alarms.error403',
+  404: 'alarms.error404',
+  409: 'alarms.error409',
+  422: 'alarms.error422',
+};
+
+type Action = 'ack' | 'clear' | 'comment' | 'assign';
+/** Runs a change of one alarm; resolves to false when the center refused it (the feed says why). */
+type Act = (alarm: Alarm, action: Action, body: Record<string, unknown>) => Promise<boolean>;
+
+/** A refused change in words: what the status means here, then the center's own reason. */
+export function refusal(t: Translate, alarm: Alarm, failure: unknown): string {
+  if (!(failure instanceof ApiError)) return t('alarms.failed', { id: alarm.id, why: String(failure) });
+  const meaning = REFUSALS[failure.status];
+  const why = meaning ? `${t(meaning)} (${failure.message})` : failure.message;
+  return t('alarms.failed', { id: alarm.id, why });
+}
+
+/** Someone who can take the alarm: an enabled operator or admin whose scope includes its province and sector. */
+function canTake(user: UserSummary, alarm: Alarm): boolean {
+  return (
+    !user.disabled &&
+    user.role !== 'viewer' &&
+    (user.provinces === null || user.provinces.includes(alarm.province)) &&
+    (user.sectors === null || user.sectors.includes(alarm.sector))
+  );
+}
+
+function isPerson(me: Me): boolean {
+  return me.kind === 'user';
+}
 
 export function sortAlarms(alarms: Alarm[]): Alarm[] {
   const rank = (s: Severity) => SEVERITIES.indexOf(s);
@@ -38,28 +74,47 @@ export function AlarmFeed({
   useLive(live);
   const [status, setStatus] = useState<StatusFilter>('open');
   const [severity, setSeverity] = useState<Severity | ''>('');
+  const [mine, setMine] = useState(false);
   const [message, setMessage] = useState<string | null>(null);
+  const operate = canOperate(me) && !readOnly;
+  // Only a person can be given an alarm (an API key cannot), and a viewer never is.
+  const offerMine = operate && isPerson(me);
+  const assignedTo = offerMine && mine ? 'me' : undefined;
   const { data, error, reload } = usePolled(
     async () => {
-      const params = { province, sector, severity: severity || undefined, device_id: deviceId, limit: FEED_LIMIT };
+      const params = {
+        province,
+        sector,
+        severity: severity || undefined,
+        device_id: deviceId,
+        assigned_to: assignedTo,
+        limit: FEED_LIMIT,
+      };
       const statuses: AlarmStatus[] = status === 'open' ? ['active', 'acknowledged'] : [status];
       const lists = await Promise.all(statuses.map((s) => api.get<Alarm[]>('/alarms', { ...params, status: s })));
       return lists.flat();
     },
-    [province, sector, severity, status, deviceId],
+    [province, sector, severity, status, deviceId, assignedTo],
     { everyMs: 30_000, trigger: live.alarmEvents },
   );
+  // GET /users is for admins; an operator gives an alarm only to themself here.
+  const listUsers = operate && me.role === 'admin';
+  const users = usePolled(async () => (listUsers ? api.get<UserSummary[]>('/users') : []), [listUsers], {
+    everyMs: listUsers ? USERS_REFRESH_MS : undefined,
+  });
   const alarms = sortAlarms((data ?? []).filter((a) => !sector || a.sector === sector));
   const shown = limit ? alarms.slice(0, limit) : alarms;
-  const operate = canOperate(me) && !readOnly;
 
-  const act = async (alarm: Alarm, action: 'ack' | 'clear' | 'comment', note?: string) => {
+  const act: Act = async (alarm, action, body) => {
     setMessage(null);
     try {
-      await api.post(`/alarms/${alarm.id}/${action}`, note ? { note } : action === 'comment' ? { note: '' } : {});
+      await api.post(`/alarms/${alarm.id}/${action}`, body);
       reload();
+      return true;
     } catch (failure) {
-      setMessage(failure instanceof ApiError ? failure.message : String(failure));
+      setMessage(refusal(t, alarm, failure));
+      reload(); // a 404 or 409 means the alarm is not what the screen shows: show what it is now
+      return false;
     }
   };
 
@@ -92,20 +147,33 @@ export function AlarmFeed({
                 ))}
               </select>
             </label>
+            {offerMine && (
+              <label class="check">
+                <input type="checkbox" checked={mine} onChange={(e) => setMine((e.target as HTMLInputElement).checked)} data-filter="mine" />
+                {t('alarms.mine')}
+              </label>
+            )}
           </div>
         )}
       </header>
       <p class="hint">{t('alarms.sorted')}</p>
       {error && <p class="error">{t('error.generic', { m: error.message })}</p>}
       {message && (
-        <p class="error" role="alert">
+        <p class="error" role="alert" data-alarm-error>
           {message}
         </p>
       )}
       {data && !shown.length && <p class="empty">{t('alarms.none')}</p>}
       <ol class="alarm-list">
         {shown.map((alarm) => (
-          <AlarmRow key={alarm.id} alarm={alarm} operate={operate} act={act} showDevice={!deviceId} />
+          <AlarmRow
+            key={alarm.id}
+            alarm={alarm}
+            operate={operate}
+            act={act}
+            showDevice={!deviceId}
+            users={listUsers ? (users.data ?? []) : null}
+          />
         ))}
       </ol>
     </section>
@@ -117,28 +185,38 @@ function AlarmRow({
   operate,
   act,
   showDevice,
+  users,
 }: {
   alarm: Alarm;
   operate: boolean;
-  act: (alarm: Alarm, action: 'ack' | 'clear' | 'comment', note?: string) => Promise<void>;
+  act: Act;
   showDevice: boolean;
+  users: UserSummary[] | null; // who an admin may give it to; null: the caller may not list users
 }) {
   const center = useCenter();
-  const { t, fmt } = center;
+  const { t, fmt, me } = center;
   const now = useNow(15_000);
-  const [editing, setEditing] = useState<'clear' | 'comment' | null>(null);
+  const [editing, setEditing] = useState<'clear' | 'comment' | 'assign' | null>(null);
   const [note, setNote] = useState('');
+  const [assignee, setAssignee] = useState('');
   const [busy, setBusy] = useState(false);
-  const run = async (action: 'ack' | 'clear' | 'comment', text?: string) => {
+  const run = async (action: Action, body: Record<string, unknown> = {}) => {
     setBusy(true);
     try {
-      await act(alarm, action, text);
-      setEditing(null);
-      setNote('');
+      // A refused change keeps its form open, so that a mistyped username can be corrected.
+      if (await act(alarm, action, body)) {
+        setEditing(null);
+        setNote('');
+        setAssignee('');
+      }
     } finally {
       setBusy(false);
     }
   };
+  const open = alarm.status !== 'cleared';
+  const person = isPerson(me);
+  const mineNow = person && alarm.assigned_to === me.name;
+  const listId = `alarm-${alarm.id}-assignees`;
   return (
     <li class={`alarm sev-${alarm.severity} st-${alarm.status}`} data-alarm-id={alarm.id} data-status={alarm.status}>
       <div class="alarm-body">
@@ -158,6 +236,21 @@ function AlarmRow({
           <span class={`status-word st-${alarm.status}`}>{t(`status.${alarm.status}`)}</span>
           {alarm.acknowledged_by && <span>{t('alarms.ackedBy', { who: alarm.acknowledged_by })}</span>}
           {alarm.cleared_by && <span>{t('alarms.clearedBy', { who: alarm.cleared_by })}</span>}
+          {alarm.assigned_to ? (
+            <span
+              class={`assignee${mineNow ? ' mine' : ''}`}
+              data-assignee={alarm.assigned_to}
+              title={alarm.assigned_at ? fmt.dateTime(alarm.assigned_at) : undefined}
+            >
+              {t(mineNow ? 'alarms.assignedToYou' : 'alarms.assignedTo', { who: alarm.assigned_to })}
+            </span>
+          ) : (
+            open && (
+              <span class="assignee none" data-assignee="">
+                {t('alarms.unassigned')}
+              </span>
+            )
+          )}
         </div>
         {operate && (
           <div class="alarm-actions">
@@ -174,15 +267,76 @@ function AlarmRow({
             <button type="button" data-action="comment" disabled={busy} onClick={() => setEditing(editing === 'comment' ? null : 'comment')}>
               {t('alarms.comment')}
             </button>
+            {open && person && !mineNow && (
+              <button type="button" data-action="assign-me" disabled={busy} onClick={() => void run('assign', { assignee: me.name })}>
+                {t('alarms.assignMe')}
+              </button>
+            )}
+            {open && users !== null && (
+              <button
+                type="button"
+                data-action="assign"
+                disabled={busy}
+                title={t('alarms.assignee')}
+                onClick={() => setEditing(editing === 'assign' ? null : 'assign')}
+              >
+                {t('alarms.assignOther')}
+              </button>
+            )}
+            {open && alarm.assigned_to && (
+              <button type="button" class="quiet" data-action="unassign" disabled={busy} onClick={() => void run('assign', { assignee: null })}>
+                {t('alarms.unassign')}
+              </button>
+            )}
           </div>
         )}
-        {operate && editing && (
+        {operate && editing === 'assign' && (
+          <form
+            class="alarm-note"
+            onSubmit={(e) => {
+              e.preventDefault();
+              if (assignee.trim()) void run('assign', { assignee: assignee.trim() });
+            }}
+          >
+            <label>
+              <span class="sr">{t('alarms.assignee')}</span>
+              <input
+                type="text"
+                maxLength={64}
+                list={listId}
+                autoComplete="off"
+                placeholder={t('alarms.assignee')}
+                value={assignee}
+                onInput={(e) => setAssignee((e.target as HTMLInputElement).value)}
+                required
+                data-assignee-input
+              />
+            </label>
+            {/* Suggestions only: the center decides who can take it (422 with its reason otherwise). */}
+            <datalist id={listId}>
+              {(users ?? [])
+                .filter((u) => canTake(u, alarm))
+                .map((u) => (
+                  <option key={u.username} value={u.username}>
+                    {u.display_name}
+                  </option>
+                ))}
+            </datalist>
+            <button type="submit" disabled={busy} data-action="assign-send">
+              {t('alarms.assign')}
+            </button>
+            <button type="button" class="quiet" onClick={() => setEditing(null)}>
+              {t('alarms.cancel')}
+            </button>
+          </form>
+        )}
+        {operate && (editing === 'clear' || editing === 'comment') && (
           <form
             class="alarm-note"
             onSubmit={(e) => {
               e.preventDefault();
               if (editing === 'comment' && !note.trim()) return;
-              void run(editing, note.trim() || undefined);
+              void run(editing, note.trim() ? { note: note.trim() } : {});
             }}
           >
             <label>
