@@ -18,7 +18,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,6 +27,7 @@ import httpx
 import psutil
 
 from api.access.keys import create_api_key
+from bench.http_clients import timed_requests
 from devices.catalog import load_catalog
 from devices.provisioning import FleetDevice, provision_fleet
 from devices.schema import migrate_database
@@ -103,20 +103,7 @@ def _seed(
 def _measure(
     base_url: str, headers: dict[str, str], paths: list[tuple[str, dict[str, str]]], clients: int
 ) -> dict[str, float]:
-    local = threading.local()
-
-    def one(item: tuple[str, dict[str, str]]) -> float:
-        if not hasattr(local, "client"):
-            local.client = httpx.Client(base_url=base_url, headers=headers, timeout=60)
-        started = time.perf_counter()
-        response = local.client.get(item[0], params=item[1])
-        elapsed = time.perf_counter() - started
-        if response.status_code != 200:
-            raise RuntimeError(f"{item[0]} answered {response.status_code}: {response.text[:200]}")
-        return elapsed
-
-    with ThreadPoolExecutor(max_workers=clients) as pool:
-        latencies = list(pool.map(one, paths))
+    latencies = timed_requests(base_url, headers, paths, clients=clients)
     # The machine's load while it ran: the clients share its cores with the API and the database.
     return {**_quantiles(latencies), "load_1m": round(os.getloadavg()[0], 2)}
 
