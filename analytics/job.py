@@ -17,7 +17,12 @@ already seen is counted as late and not fed (the series' state has moved past it
 
 State and watermark are saved together (every `state_save_interval_s` and at stop), so a restart resumes from a
 consistent pair; readings processed after the last save are processed again after a crash, which anomalies
-absorb (unique per series and reading time) and alarms count as repeats.
+absorb (unique per series and reading time) and alarms count as repeats. The pair is dumped between ticks and
+written on a thread of its own while the ticks go on (`run`).
+
+Lag: a reading waits for the tick after its commit and then for that tick to end. Ticks follow one another
+without a wait while the job is behind, and a batch stays near `batch_target_rows` (the xid span read adapts to
+the readings per xid), so a backlog is scored and committed in steps rather than held back in one long tick.
 """
 
 from __future__ import annotations
@@ -27,8 +32,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Final
 
 import psycopg
@@ -62,8 +70,8 @@ from analytics.scoring import AlarmOp, DeviceInfo, JobConfig, JointModel, Stream
 from core.errors import StorageError
 from devices.catalog import Catalog
 from store.analytics import (
-    FetchedReading,
     RegisteredDevice,
+    current_xid,
     fetch_active_devices,
     fetch_devices,
     fetch_readings,
@@ -86,10 +94,23 @@ RETRY_DELAY_MAX_S: Final = 5.0
 MAINTENANCE_REFRESH_S: Final = 30.0
 # Alarm kinds that are reminded while active and unacknowledged.
 REMINDED_KINDS: Final = ("silent",)
+# A fetched reading's series: (device_id, metric).
+_SERIES_KEY: Final = itemgetter(0, 1)
 
 
 def device_info(device: RegisteredDevice) -> DeviceInfo:
     return DeviceInfo(device.type_code, device.province, device.sector, device.report_interval_s, device.site)
+
+
+@dataclass(frozen=True, slots=True)
+class _StateSnapshot:
+    """Dumped series and joint states (device, key, bytes) and the watermark and reading time they belong to."""
+
+    states: list[tuple[str, str, bytes]]
+    series_keys: list[tuple[str, str]]
+    joint_keys: list[tuple[str, tuple[str, ...]]]
+    watermark: int
+    reading_ts: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,9 +127,16 @@ class TickStats:
     held_back: int
     watermark: int
     caught_up: bool
+    # Wall seconds of the tick's phases, and the job thread's CPU seconds in each (less than wall when the
+    # thread waits for the database or for a core).
     fetch_s: float
     score_s: float
     write_s: float
+    fetch_cpu_s: float = 0.0
+    score_cpu_s: float = 0.0
+    write_cpu_s: float = 0.0
+    # The whole tick in wall seconds, notifications included.
+    tick_s: float = 0.0
 
 
 class AnalyticsJob:
@@ -143,6 +171,12 @@ class AnalyticsJob:
         self._maintenance_read_at = float("-inf")
         self.watermark = 0
         self._span = XID_SPAN_START
+        # State saves so far, and the wall seconds the job's thread spent on them (dumping; writing too, unless
+        # `run` writes in the background).
+        self.saves = 0
+        self.save_s = 0.0
+        # The transaction of a state save running beside the ticks: it writes no readings, so ticks read past it.
+        self._saving_xid: int | None = None
         self._restored = False
         self.last_reading_ts: float | None = None
         self.totals: dict[str, int] = dict.fromkeys(
@@ -182,50 +216,86 @@ class AnalyticsJob:
             "analytics job %s resumes at ingest xid %s with %d devices", self.config.name, self.watermark, len(active)
         )
 
-    def run(self, stop: threading.Event) -> None:
-        """Tick until `stop` is set; saves state on the way out. Database trouble is logged and retried."""
+    def run(self, stop: threading.Event, *, on_tick: Callable[[TickStats], None] | None = None) -> None:
+        """Tick until `stop` is set; saves state on the way out. Database trouble is logged and retried.
+
+        Ticks start at most every `poll_interval_s` while the job is caught up, and back to back while it is not
+        or while a tick takes longer than that: a long tick is not followed by a poll's wait on top.
+        `on_tick` sees each tick's figures (the lag benchmark).
+
+        Periodic saves are dumped between ticks but written on a thread of their own (on a second connection of
+        the pool) while the ticks go on: writing every series' state takes long enough to hold scoring up
+        otherwise. One write at a time, so saves land in order; the last one, at stop, is written here."""
         if not self._restored:
             self.restore()
         last_save = time.monotonic()
         delay = self.config.poll_interval_s
-        while not stop.is_set():
-            try:
-                stats = self.tick()
-                if time.monotonic() - last_save >= self.config.state_save_interval_s:
-                    self.save()
-                    last_save = time.monotonic()
-            except (psycopg.Error, StorageError) as exc:
-                _LOGGER.warning("analytics tick failed, retrying in %.1f s: %s", delay, exc)
-                stop.wait(delay)
-                delay = min(delay * 2, RETRY_DELAY_MAX_S)
-                continue
-            delay = self.config.poll_interval_s
-            if stats.caught_up:
-                stop.wait(self.config.poll_interval_s)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{self.config.name}-save") as saver:
+            writing: tuple[Future[None], _StateSnapshot] | None = None
+            while not stop.is_set():
+                began = time.monotonic()
+                try:
+                    stats = self.tick()
+                    if on_tick is not None:
+                        on_tick(stats)
+                    if writing is not None and writing[0].done():
+                        self._settle_write(*writing)
+                        writing = None
+                    if writing is None and time.monotonic() - last_save >= self.config.state_save_interval_s:
+                        snapshot = self._snapshot_state()
+                        writing = (saver.submit(self._write_state, snapshot), snapshot)
+                        last_save = time.monotonic()
+                except (psycopg.Error, StorageError) as exc:
+                    _LOGGER.warning("analytics tick failed, retrying in %.1f s: %s", delay, exc)
+                    stop.wait(delay)
+                    delay = min(delay * 2, RETRY_DELAY_MAX_S)
+                    continue
+                delay = self.config.poll_interval_s
+                if stats.caught_up:
+                    stop.wait(max(0.0, self.config.poll_interval_s - (time.monotonic() - began)))
+            if writing is not None:
+                wait_futures([writing[0]])
+                self._settle_write(*writing)
         try:
             self.save()
         except (psycopg.Error, StorageError) as exc:
             _LOGGER.warning("analytics state not saved at stop: %s", exc)
+
+    def _settle_write(self, future: Future[None], snapshot: _StateSnapshot) -> None:
+        """A finished background write: if it failed, its state goes with the next save."""
+        exc = future.exception()
+        if exc is None:
+            return
+        self._mark_unsaved(snapshot)
+        if not isinstance(exc, (psycopg.Error, StorageError)):
+            raise exc
+        _LOGGER.warning("analytics state not saved, trying again with the next save: %s", exc)
 
     # one step ---------------------------------------------------------------------------------------------
     def tick(self) -> TickStats:
         """Read the next batch, score it, write anomalies and alarms in one transaction, then notify."""
         if not self._restored:
             self.restore()
+        tick_began = time.perf_counter()
         events: list[AlarmEvent] = []
         counts = dict.fromkeys(("raised", "repeated", "cleared", "escalated", "reminded"), 0)
         with self._pool.connection() as conn:
             started = time.perf_counter()
-            high = snapshot_xmin(conn)
+            started_cpu = time.thread_time()
+            high = snapshot_xmin(conn, ignoring=self._saving_xid)
             upper = min(high, self.watermark + self._span)
             rows = fetch_readings(conn, low_xid=self.watermark, high_xid=upper) if upper > self.watermark else []
-            self._adapt_span(len(rows))
-            device_ids = {r[0] for r in rows}  # one pass over the batch for both
+            self._adapt_span(len(rows), span=upper - self.watermark)
+            # The batch's series, one key per run of rows (C-level grouping; rows come sorted by series), and
+            # its devices: per-row Python work here was a tenth of the tick's fetch phase.
+            series_keys = {key for key, _ in itertools.groupby(rows, key=_SERIES_KEY)}
+            device_ids = {device_id for device_id, _ in series_keys}
             self._learn_devices(conn, device_ids)
-            self._load_states(conn, rows, device_ids)
+            self._load_states(conn, series_keys, device_ids)
             now = self._clock()
             self._refresh_maintenance(conn, now)
             fetched = time.perf_counter()
+            fetched_cpu = time.thread_time()
             outcome = self.scorer.score(rows, self._devices, maintenance=self._maintenance)
             caught_up = upper >= high
             if outcome.max_ts > float("-inf"):
@@ -237,6 +307,7 @@ class AnalyticsJob:
                 # would look silent.
                 ops = [*ops, *self.scorer.check_silent(silence_now, self._devices, maintenance=self._maintenance)]
             scored = time.perf_counter()
+            scored_cpu = time.thread_time()
             insert_anomalies(conn, outcome.anomalies)
             now_dt = datetime.fromtimestamp(now, UTC)
             wall = time.time()
@@ -251,6 +322,7 @@ class AnalyticsJob:
                     events.append(AlarmEvent("reminder", alarm, now_dt))
             conn.commit()
             written = time.perf_counter()
+            written_cpu = time.thread_time()
         self.watermark = max(self.watermark, upper)
         held_back = self._limiter.held_back
         if events:
@@ -274,6 +346,10 @@ class AnalyticsJob:
             fetch_s=fetched - started,
             score_s=scored - fetched,
             write_s=written - scored,
+            fetch_cpu_s=fetched_cpu - started_cpu,
+            score_cpu_s=scored_cpu - fetched_cpu,
+            write_cpu_s=written_cpu - scored_cpu,
+            tick_s=time.perf_counter() - tick_began,
         )
         for name in self.totals:
             self.totals[name] += getattr(stats, name)
@@ -360,14 +436,19 @@ class AnalyticsJob:
                 counts["cleared"] += 1
                 events.append(AlarmEvent("cleared", cleared, now))
 
-    def _adapt_span(self, fetched: int) -> None:
-        # Transaction ids are not dense in readings (other transactions use ids too): the span read per tick
-        # grows while batches are small and shrinks when one overshoots the target.
+    def _adapt_span(self, fetched: int, *, span: int) -> None:
+        """The xid span of the next read, from the density of readings per xid in the span just read.
+
+        Transaction ids are not dense in readings (other transactions use ids too). A batch near the target
+        keeps a backlog (after a stall, a restart) from being read as one huge batch: that would hold every
+        reading in it back until the whole batch is scored and committed; the next batch already waits. While
+        batches are small the span may grow, at most doubling per tick."""
         target = self.config.batch_target_rows
-        if fetched > 2 * target:
-            self._span = max(1, self._span // 2)
-        elif fetched < target // 2:
+        if fetched <= 0 or span <= 0:
             self._span = min(XID_SPAN_MAX, self._span * 2)
+            return
+        wanted = max(1, span * target // fetched)
+        self._span = min(XID_SPAN_MAX, wanted, 2 * max(self._span, span))
 
     def _learn_devices(self, conn: Conn, device_ids: set[str]) -> None:
         unknown = device_ids - self._devices.keys()
@@ -376,8 +457,9 @@ class AnalyticsJob:
         for device in fetch_devices(conn, unknown):
             self._devices[device.device_id] = device_info(device)
 
-    def _load_states(self, conn: Conn, rows: Sequence[FetchedReading], device_ids: set[str]) -> None:
-        keys = self.scorer.pending_keys(rows)
+    def _load_states(self, conn: Conn, series_keys: set[tuple[str, str]], device_ids: set[str]) -> None:
+        # The batch's series not in memory yet (as `StreamScorer.pending_keys(rows)`, from the keys).
+        keys = {key for key in series_keys if key not in self.scorer.series}
         # The joint detectors of devices not seen since the start, saved under a pseudo-metric per metric set.
         for device_id in device_ids:
             info = self._devices.get(device_id)
@@ -416,24 +498,61 @@ class AnalyticsJob:
 
     def save(self) -> int:
         """Save changed series and joint state and the watermark in one transaction; returns how many."""
-        dirty = [(key, s) for key, s in self.scorer.series.items() if s.dirty]
-        joints = [(key, self.scorer.joints[key]) for key in self.scorer.dirty_joints if key in self.scorer.joints]
-        with self._pool.connection() as conn:
-            if dirty or joints:
-                states = itertools.chain(
-                    (
-                        (device_id, metric, dump_series_state(series.saved_state()))
-                        for (device_id, metric), series in dirty
-                    ),
-                    (
-                        (device_id, joint_key(metrics), dump_joint_state(joint))
-                        for (device_id, metrics), joint in joints
-                    ),
-                )
-                save_series_states(conn, job=self.config.name, states=states)
-            save_watermark(conn, job=self.config.name, ingest_xid=self.watermark, reading_ts=self.last_reading_ts)
-            conn.commit()
+        snapshot = self._snapshot_state()
+        began = time.perf_counter()
+        try:
+            self._write_state(snapshot)
+        except BaseException:
+            self._mark_unsaved(snapshot)
+            raise
+        finally:
+            self.save_s += time.perf_counter() - began
+        return len(snapshot.states)
+
+    def _snapshot_state(self) -> _StateSnapshot:
+        """The changed state, dumped, with the watermark it belongs to; marked saved (`_mark_unsaved` undoes that
+        if the write fails). On the job's thread, between ticks: dumping reads what scoring changes."""
+        began = time.perf_counter()
+        scorer = self.scorer
+        dirty = [(key, s) for key, s in scorer.series.items() if s.dirty]
+        joints = [(key, scorer.joints[key]) for key in scorer.dirty_joints if key in scorer.joints]
+        states = [
+            *((device_id, metric, dump_series_state(series.saved_state())) for (device_id, metric), series in dirty),
+            *((device_id, joint_key(metrics), dump_joint_state(joint)) for (device_id, metrics), joint in joints),
+        ]
         for _, series in dirty:
             series.dirty = False
-        self.scorer.dirty_joints.clear()
-        return len(dirty) + len(joints)
+        scorer.dirty_joints.clear()
+        self.save_s += time.perf_counter() - began
+        return _StateSnapshot(
+            states=states,
+            series_keys=[key for key, _ in dirty],
+            joint_keys=[key for key, _ in joints],
+            watermark=self.watermark,
+            reading_ts=self.last_reading_ts,
+        )
+
+    def _write_state(self, snapshot: _StateSnapshot) -> None:
+        """Write a snapshot in one transaction of its own; safe on another thread than the job's (it reads only
+        the snapshot). While it runs, the job's ticks read past its transaction (`_saving_xid`)."""
+        with self._pool.connection() as conn:
+            self._saving_xid = current_xid(conn)
+            try:
+                if snapshot.states:
+                    save_series_states(conn, job=self.config.name, states=snapshot.states)
+                save_watermark(
+                    conn, job=self.config.name, ingest_xid=snapshot.watermark, reading_ts=snapshot.reading_ts
+                )
+                conn.commit()
+            finally:
+                self._saving_xid = None
+        self.saves += 1
+
+    def _mark_unsaved(self, snapshot: _StateSnapshot) -> None:
+        """A snapshot whose write failed: its series and joints are saved with the next one (on the job's
+        thread). A later save must not carry a newer watermark without them."""
+        for key in snapshot.series_keys:
+            series = self.scorer.series.get(key)
+            if series is not None:
+                series.dirty = True
+        self.scorer.dirty_joints.update(key for key in snapshot.joint_keys if key in self.scorer.joints)

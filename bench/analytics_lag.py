@@ -1,9 +1,11 @@
 """`ioc bench analytics --lag`: does the live analytics job keep up with ingest? A writer commits readings the way
 ingest does (binary COPY into `readings`, one transaction per batch) at a set message rate, while the production
-`AnalyticsJob` (per-metric and joint detectors, rules, alarms, anomalies) ticks against the same private
-database. For every commit: the lag from its commit to the end of the job's tick that scored it (that tick's
-anomalies and alarms are committed). Reported per reading (a commit weighs its readings) as p50/p99/max over the
-commits after a warm-up.
+`AnalyticsJob` (per-metric and joint detectors, rules, alarms, anomalies) runs its own loop against the same
+private database, state saves every `IOC_ANALYTICS_STATE_SAVE_S` included. For every commit: the lag from its
+commit to the end of the job's tick that scored it (that tick's anomalies and alarms are committed). Reported per
+reading (a commit weighs its readings) as p50/p99/max over the commits after a warm-up, with where it goes
+(`lag_breakdown`: waiting for a tick, held back by ticks that did not read it, the scoring tick's fetch, score and
+write) and the job thread's CPU per reading in each phase.
 
 No broker: ingest's own throughput is `ioc bench ingest`'s; this measures the job behind it. The writer runs in
 its own process, as ingest workers do, so it does not share the job's interpreter lock.
@@ -22,9 +24,12 @@ from bisect import bisect_right
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import psutil
+
+if TYPE_CHECKING:
+    from analytics.job import TickStats
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -157,7 +162,7 @@ def run_lag_bench(config: LagBenchConfig, *, runtime_dir: Path) -> dict[str, obj
     assert dtype is not None
     metrics = list(dtype.metric_names)
     ticks: list[tuple[int, float]] = []  # (watermark after the tick, its end in wall time)
-    tick_times: list[tuple[float, float, float, int]] = []
+    tick_log: list[_TickRecord] = []
     try:
         with EmbeddedPostgres(root / "pg") as pg:
             migrate_database(pg.url)
@@ -178,13 +183,14 @@ def run_lag_bench(config: LagBenchConfig, *, runtime_dir: Path) -> dict[str, obj
                 job = AnalyticsJob(job_settings, pool=pool, catalog=catalog, notifier=None)
                 job.restore()
 
+                def record(stats: TickStats) -> None:
+                    ended = time.time()
+                    ticks.append((job.watermark, ended))
+                    tick_log.append(_TickRecord(ended - stats.tick_s, ended, stats))
+
                 def job_loop(stop: threading.Event) -> None:
-                    while not stop.is_set():
-                        stats = job.tick()
-                        ticks.append((job.watermark, time.time()))
-                        tick_times.append((stats.fetch_s, stats.score_s, stats.write_s, stats.readings))
-                        if stats.caught_up:
-                            stop.wait(config.poll_interval_s)
+                    # The production loop: its polling, and its state saves every `state_save_interval_s`.
+                    job.run(stop, on_tick=record)
 
                 cpu_before = process.cpu_times()
                 wall_before = time.monotonic()
@@ -213,17 +219,99 @@ def run_lag_bench(config: LagBenchConfig, *, runtime_dir: Path) -> dict[str, obj
                 cpu_after = process.cpu_times()
                 wall = time.monotonic() - wall_before
                 totals = dict(job.totals)
+                totals["saves"], save_s = job.saves, job.save_s
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return _report(
         config,
         writer,
         ticks,
-        tick_times,
+        tick_log,
         cpu_s=(cpu_after.user + cpu_after.system) - (cpu_before.user + cpu_before.system),
         wall_s=wall,
         totals=totals,
+        save_s=save_s,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _TickRecord:
+    """One tick of the job: when it began and ended (wall time) and its own figures."""
+
+    began: float
+    ended: float
+    stats: TickStats
+
+
+def _breakdown(
+    measured: list[tuple[int, float, int]], ticks: list[tuple[int, float]], log: list[_TickRecord]
+) -> dict[str, object]:
+    """Where a reading's lag goes: `wait` from its commit to the start of the next tick (poll interval, or the
+    tick running when it committed); `held` from there to the start of the tick that scored it (ticks in between
+    did not read it: the watermark was held by an older open transaction, or the span per tick stopped short);
+    then the scoring tick's `fetch`, `score` and `write` (with the commit). Quantiles per reading; `tail` is the
+    mean of each part over the readings whose lag is at or above the p99."""
+    if not log or not measured:
+        return {}
+    starts = [t.began for t in log]
+    watermarks = [w for w, _ in ticks[: len(log)]]
+    parts: dict[str, list[tuple[float, int]]] = {k: [] for k in ("wait", "held", "fetch", "score", "write", "lag")}
+    for xid, committed, n in measured:
+        at = bisect_right(watermarks, xid)
+        if at >= len(log):
+            continue
+        first = min(bisect_right(starts, committed), at)
+        tick = log[at]
+        values = {
+            "wait": starts[first] - committed if first < len(log) else 0.0,
+            "held": tick.began - starts[first],
+            "fetch": tick.stats.fetch_s,
+            "score": tick.stats.score_s,
+            "write": tick.stats.write_s,
+            "lag": tick.ended - committed,
+        }
+        for key, value in values.items():
+            parts[key].append((max(0.0, value), n))
+    p99 = _quantile(parts["lag"], 0.99) or 0.0
+    tail_rows = [i for i, (lag, _) in enumerate(parts["lag"]) if lag >= p99]
+    busy = [t.stats for t in log if t.stats.readings > 0]
+    readings = sum(s.readings for s in busy)
+    per_tick = sorted(s.readings for s in busy)
+    return {
+        "p50_s": {k: _round(_quantile(v, 0.50)) for k, v in parts.items()},
+        "p99_s": {k: _round(_quantile(v, 0.99)) for k, v in parts.items()},
+        "mean_s": {k: _round(statistics.fmean([x for x, _ in v], weights=[n for _, n in v])) for k, v in parts.items()},
+        "tail_mean_s": {
+            k: _round(statistics.fmean([v[i][0] for i in tail_rows])) for k, v in parts.items() if tail_rows
+        },
+        "readings_per_busy_tick": {
+            "p50": per_tick[len(per_tick) // 2] if per_tick else None,
+            "max": per_tick[-1] if per_tick else None,
+        },
+        "tick_wall_s": {
+            "p50": _round(statistics.median(t.ended - t.began for t in log)),
+            "max": _round(max(t.ended - t.began for t in log)),
+        },
+        # The job thread's own CPU per reading in each phase over busy ticks (learning included), and the share of
+        # the ticks' wall time it was on a core: well under 100 % means it waited (database, other processes).
+        "job_thread_cpu_us_per_reading": {
+            "fetch": _round(1e6 * sum(s.fetch_cpu_s for s in busy) / readings) if readings else None,
+            "score": _round(1e6 * sum(s.score_cpu_s for s in busy) / readings) if readings else None,
+            "write": _round(1e6 * sum(s.write_cpu_s for s in busy) / readings) if readings else None,
+        },
+        "job_thread_on_cpu_pct": {
+            phase: _round(
+                100.0
+                * sum(getattr(s, f"{phase}_cpu_s") for s in busy)
+                / max(1e-9, sum(getattr(s, f"{phase}_s") for s in busy))
+            )
+            for phase in ("fetch", "score", "write")
+        },
+    }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
 
 
 def _quantile(values: list[tuple[float, int]], q: float) -> float | None:
@@ -245,11 +333,12 @@ def _report(
     config: LagBenchConfig,
     writer: _Writer,
     ticks: list[tuple[int, float]],
-    tick_times: list[tuple[float, float, float, int]],
+    tick_log: list[_TickRecord],
     *,
     cpu_s: float,
     wall_s: float,
     totals: dict[str, int],
+    save_s: float = 0.0,
 ) -> dict[str, object]:
     watermarks = [w for w, _ in ticks]
     # Watermarks only grow: the first tick whose watermark passes a commit's xid scored it (and committed that
@@ -269,7 +358,7 @@ def _report(
         lags.append((max(0.0, ticks[at][1] - committed), readings_in_commit))
     readings = sum(n for _, _, n in measured)
     span = (measured[-1][1] - measured[0][1]) if len(measured) > 1 else 0.0
-    busy = [t for t in tick_times if t[3] > 0]
+    busy = [t.stats for t in tick_log if t.stats.readings > 0]
     return {
         "what": "commit → scored lag of the live analytics job (per-metric + joint detectors, rules, alarms)",
         "config": asdict(config),
@@ -289,10 +378,12 @@ def _report(
         "writer_behind_schedule_max_s": round(writer.behind_s, 3),
         "ticks": len(ticks),
         "tick_s_mean": {
-            "fetch": statistics.fmean(t[0] for t in busy) if busy else None,
-            "score": statistics.fmean(t[1] for t in busy) if busy else None,
-            "write": statistics.fmean(t[2] for t in busy) if busy else None,
+            "fetch": statistics.fmean(t.fetch_s for t in busy) if busy else None,
+            "score": statistics.fmean(t.score_s for t in busy) if busy else None,
+            "write": statistics.fmean(t.write_s for t in busy) if busy else None,
         },
+        "lag_breakdown": _breakdown(measured, ticks, tick_log),
+        "state_saves": {"count": totals.get("saves"), "seconds": round(save_s, 3)},
         "readings_scored": totals.get("readings"),
         "anomalies": totals.get("anomalies"),
         "alarms_raised": totals.get("raised"),
