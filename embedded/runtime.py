@@ -348,14 +348,14 @@ class EmbeddedPostgres(_EmbeddedService):
         )
         _give_to_service_user(path)
 
-    def _postmaster_pid(self) -> int | None:
+    def pid_from_file(self) -> int | None:
         try:
             return int((self.data_dir / "postmaster.pid").read_text(encoding="utf-8").split("\n", 1)[0])
         except (FileNotFoundError, ValueError):
             return None
 
     def running(self) -> bool:
-        pid = self._postmaster_pid()
+        pid = self.pid_from_file()
         return pid is not None and Path(f"/proc/{pid}").exists()
 
     def attach(self) -> None:
