@@ -458,8 +458,7 @@ class AnalyticsJob:
             self._devices[device.device_id] = device_info(device)
 
     def _load_states(self, conn: Conn, series_keys: set[tuple[str, str]], device_ids: set[str]) -> None:
-        # The batch's series not in memory yet (as `StreamScorer.pending_keys(rows)`, from the keys).
-        keys = {key for key in series_keys if key not in self.scorer.series}
+        keys = self.scorer.pending_keys(series_keys)
         # The joint detectors of devices not seen since the start, saved under a pseudo-metric per metric set.
         for device_id in device_ids:
             info = self._devices.get(device_id)

@@ -373,10 +373,11 @@ class StreamScorer:
         if silence is not None and (silence.last_seen is None or last_seen > silence.last_seen):
             silence.last_seen = last_seen
 
-    def pending_keys(self, rows: Iterable[FetchedReading]) -> set[tuple[str, str]]:
-        """Series among `rows` that are not in memory yet (their saved state should be loaded first)."""
+    def pending_keys(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Series among `keys` (device, metric) that are not in memory yet (their saved state should be loaded
+        first)."""
         series = self.series
-        return {(r[0], r[1]) for r in rows if (r[0], r[1]) not in series}
+        return {key for key in keys if key not in series}
 
     # scoring ----------------------------------------------------------------------------------------------
     def score(

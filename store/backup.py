@@ -26,6 +26,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from core.errors import StorageError
+from store.analytics import snapshot_xmin
 from store.pool import Conn
 
 _LOGGER = logging.getLogger(__name__)
@@ -206,12 +207,6 @@ def fingerprint_database(conn: Conn) -> DatabaseFingerprint:
 def holds_tables(conn: Conn) -> list[str]:
     """The tables of ours the database already holds (a restore needs an empty database)."""
     return [f"{schema}.{table}" for schema, table in _user_tables(conn)]
-
-
-def current_xid(conn: Conn) -> int:
-    row = conn.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint").fetchone()
-    assert row is not None
-    return int(row[0])
 
 
 # --------------------------------------------------------------------------------------------- the client tools
@@ -420,7 +415,7 @@ def restore_database(
     check_dump(dump, manifest)
     try:
         with psycopg.connect(database_url, autocommit=True) as server:
-            check_restorable(manifest, target=read_versions(server), target_xid=current_xid(server))
+            check_restorable(manifest, target=read_versions(server), target_xid=snapshot_xmin(server))
     except psycopg.OperationalError as exc:
         raise StorageError(f"cannot connect to the target database: {exc}") from None
     target_url = database_url if into is None else create_database(database_url, into)
@@ -443,7 +438,7 @@ def _restore_into(target_url: str, dump: Path, *, manifest: BackupManifest) -> R
             )
         admin.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
         target = read_versions(admin)
-        check_restorable(manifest, target=target, target_xid=current_xid(admin))
+        check_restorable(manifest, target=target, target_xid=snapshot_xmin(admin))
         admin.execute("SELECT timescaledb_pre_restore()")
         try:
             # No --jobs: TimescaleDB's catalog must be restored in dump order. --no-owner: the restoring role owns
